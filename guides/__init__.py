@@ -1,0 +1,31 @@
+"""Variational families and the network guide (installed as ``pyro_varnet.guides``)."""
+
+from .families import (
+    FAMILIES,
+    GRANULARITIES,
+    Additive,
+    AdditiveSite,
+    Family,
+    GaussianDropout,
+    GaussianDropoutSite,
+    SiteGuide,
+    ZeroMean,
+    ZeroMeanSite,
+    make_family,
+)
+from .network_guide import NetworkGuide
+
+__all__ = [
+    "FAMILIES",
+    "GRANULARITIES",
+    "Additive",
+    "AdditiveSite",
+    "Family",
+    "GaussianDropout",
+    "GaussianDropoutSite",
+    "NetworkGuide",
+    "SiteGuide",
+    "ZeroMean",
+    "ZeroMeanSite",
+    "make_family",
+]

@@ -1,0 +1,198 @@
+"""Variational families, one per weight site (VN eq. 14).
+
+A family is a small factory: ``family.build(shape)`` returns a :class:`SiteGuide`, a
+:class:`~pyro.nn.PyroModule` holding that site's variational parameters whose call
+returns the site's distribution q(w).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+
+from pyro_varnet.distributions import ZeroMeanNormal, log_alpha_of
+
+GRANULARITIES = ("layer", "neuron", "weight")
+
+
+def _uniform_init(shape: torch.Size) -> torch.Tensor:
+    """U(±1/√fan_in), the authors' initialisation of θ and of the zero-mean σ (RECIPES)."""
+    bound = 1 / math.sqrt(math.prod(shape[1:]) if len(shape) > 1 else shape[0])
+    return torch.empty(shape).uniform_(-bound, bound)
+
+
+class SiteGuide(PyroModule):
+    """Variational parameters of one site; calling it returns q(w) with all dims as event."""
+
+    exact_lrt = True  # q is Gaussian, so local reparameterization is exact
+
+    def __init__(self, shape: torch.Size) -> None:
+        super().__init__()
+        self.shape = torch.Size(shape)
+
+    def base(self) -> dist.Distribution:
+        raise NotImplementedError
+
+    def forward(self) -> dist.Distribution:
+        return self.base().to_event(len(self.shape))
+
+    def log_alpha(self) -> torch.Tensor:
+        r"""Per-weight :math:`\log\alpha = \log\sigma^2 - \log\mu^2` (+∞ for a zero mean)."""
+        q = self.base()
+        return log_alpha_of(q.loc, q.scale)
+
+
+class ZeroMeanSite(SiteGuide):
+    r""":math:`q(w) = \mathcal{N}(0, \sigma^2)`; σ stored as ``log_sigma`` (paper) or signed (code)."""
+
+    def __init__(self, shape: torch.Size, parameterization: str = "log", init_scale: float | None = None):
+        super().__init__(shape)
+        if parameterization not in ("log", "signed"):
+            raise ValueError(f"expected parameterization 'log' or 'signed', got {parameterization!r}")
+        self.parameterization = parameterization
+        sigma = _uniform_init(self.shape) if init_scale is None else torch.full(self.shape, float(init_scale))
+        if parameterization == "log":
+            self.log_sigma = nn.Parameter(sigma.abs().clamp_min(1e-8).log())
+        else:
+            self.sigma = nn.Parameter(sigma)
+
+    def scale(self) -> torch.Tensor:
+        if self.parameterization == "log":
+            return self.log_sigma.exp()
+        return self.sigma.abs().clamp_min(torch.finfo(self.sigma.dtype).tiny)
+
+    def base(self) -> ZeroMeanNormal:
+        return ZeroMeanNormal(self.scale())
+
+    def log_alpha(self) -> torch.Tensor:
+        return torch.full(self.shape, math.inf)
+
+
+class GaussianDropoutSite(SiteGuide):
+    r""":math:`q(w) = \mathcal{N}(\theta, \alpha\theta^2)` with α shared per layer, neuron or weight."""
+
+    def __init__(self, shape: torch.Size, granularity: str = "layer", init_log_alpha: float = -5.0):
+        super().__init__(shape)
+        self.granularity = granularity
+        alpha_shape = {
+            "layer": (),
+            "neuron": self.shape[:1] + (1,) * (len(self.shape) - 1),
+            "weight": self.shape,
+        }[granularity]
+        self.theta = nn.Parameter(_uniform_init(self.shape))
+        self.log_alpha_param = nn.Parameter(torch.full(alpha_shape, float(init_log_alpha)))
+
+    def base(self) -> dist.Normal:
+        abs_theta = self.theta.abs().clamp_min(torch.finfo(self.theta.dtype).tiny)
+        return dist.Normal(self.theta, (0.5 * self.log_alpha_param).exp() * abs_theta)
+
+    def log_alpha(self) -> torch.Tensor:
+        return self.log_alpha_param.expand(self.shape)
+
+
+class AdditiveSite(SiteGuide):
+    r""":math:`q(w) = \mathcal{N}(\mu, \sigma^2)` with free ``mu`` and ``log_sigma2``."""
+
+    def __init__(self, shape: torch.Size, init_log_sigma2: float = -10.0):
+        super().__init__(shape)
+        self.mu = nn.Parameter(_uniform_init(self.shape))
+        self.log_sigma2 = nn.Parameter(torch.full(self.shape, float(init_log_sigma2)))
+
+    def base(self) -> dist.Normal:
+        return dist.Normal(self.mu, (0.5 * self.log_sigma2).exp())
+
+
+class Family:
+    """A variational family: a recipe that builds a :class:`SiteGuide` for a weight shape."""
+
+    name = "family"
+
+    def build(self, shape: torch.Size) -> SiteGuide:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class ZeroMean(Family):
+    r"""Variance layer :math:`\mathcal{N}(0, \sigma^2)` (VN §3, eq. 14 "zero-mean").
+
+    :param str parameterization: ``"log"`` optimises log σ (VN appendix E), ``"signed"`` a
+        signed σ (the authors' PyTorch code).
+    :param float init_scale: constant initial σ; default U(0, 1/√fan_in) per weight.
+    """
+
+    name = "zero-mean"
+
+    def __init__(self, parameterization: str = "log", init_scale: float | None = None) -> None:
+        if parameterization not in ("log", "signed"):
+            raise ValueError(f"expected parameterization 'log' or 'signed', got {parameterization!r}")
+        if init_scale is not None and not init_scale > 0:
+            raise ValueError(f"expected init_scale > 0, got {init_scale}")
+        self.parameterization, self.init_scale = parameterization, init_scale
+
+    def build(self, shape: torch.Size) -> SiteGuide:
+        return ZeroMeanSite(shape, self.parameterization, self.init_scale)
+
+
+class GaussianDropout(Family):
+    r"""Gaussian dropout posterior :math:`\mathcal{N}(\theta, \alpha\theta^2)` (Kingma et al. 2015).
+
+    :param str granularity: α per ``"layer"``, per output ``"neuron"`` or per ``"weight"``
+        (VN eq. 14).
+    :param float init_log_alpha: initial log α (RECIPES: -5 in the PyTorch code).
+    """
+
+    name = "gaussian-dropout"
+
+    def __init__(self, granularity: str = "layer", init_log_alpha: float = -5.0) -> None:
+        if granularity not in GRANULARITIES:
+            raise ValueError(
+                f"expected alpha granularity {', '.join(map(repr, GRANULARITIES))}, got {granularity!r}"
+            )
+        if not math.isfinite(init_log_alpha):
+            raise ValueError(f"expected a finite init_log_alpha, got {init_log_alpha}")
+        self.granularity, self.init_log_alpha = granularity, init_log_alpha
+
+    def build(self, shape: torch.Size) -> SiteGuide:
+        return GaussianDropoutSite(shape, self.granularity, self.init_log_alpha)
+
+
+class Additive(Family):
+    r"""Additive parameterization :math:`\mathcal{N}(\mu, \sigma^2)` (Molchanov et al. 2017).
+
+    :param float init_log_sigma2: initial log σ² (RECIPES: -10).
+    """
+
+    name = "additive"
+
+    def __init__(self, init_log_sigma2: float = -10.0) -> None:
+        if not math.isfinite(init_log_sigma2):
+            raise ValueError(f"expected a finite init_log_sigma2, got {init_log_sigma2}")
+        self.init_log_sigma2 = init_log_sigma2
+
+    def build(self, shape: torch.Size) -> SiteGuide:
+        return AdditiveSite(shape, self.init_log_sigma2)
+
+
+FAMILIES = {
+    "zero-mean": ZeroMean,
+    "layer": lambda: GaussianDropout("layer"),
+    "neuron": lambda: GaussianDropout("neuron"),
+    "weight": lambda: GaussianDropout("weight"),
+    "additive": Additive,
+}
+
+
+def make_family(spec: Family | str) -> Family:
+    """A :class:`Family` from itself or from a name in :data:`FAMILIES`."""
+    if isinstance(spec, Family):
+        return spec
+    if spec not in FAMILIES:
+        raise ValueError(f"expected a Family or one of {', '.join(map(repr, FAMILIES))}, got {spec!r}")
+    return FAMILIES[spec]()

@@ -1,0 +1,17 @@
+"""Bayesian layers and the papers' networks (installed as ``pyro_varnet.models``)."""
+
+from .classifier import Classifier
+from .layers import BayesConv2d, BayesLinear
+from .networks import MLP, VGGLike, LeNet5, LeNet300_100, LeNet500_300, ToyNet
+
+__all__ = [
+    "MLP",
+    "BayesConv2d",
+    "BayesLinear",
+    "Classifier",
+    "LeNet300_100",
+    "LeNet500_300",
+    "LeNet5",
+    "ToyNet",
+    "VGGLike",
+]

@@ -1,0 +1,139 @@
+"""Bayesian dense and convolutional layers whose weights are Pyro sample sites."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from pyro.nn import PyroModule, PyroParam, PyroSample
+from torch import nn
+from torch.distributions import constraints
+
+from pyro_varnet import ops
+from pyro_varnet.distributions import ARD, make_prior
+
+PriorSpec = str | Callable[[torch.Size], object] | None
+
+
+def _check_positive_int(**kwargs: int) -> None:
+    for name, value in kwargs.items():
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"expected {name} to be a positive int, got {value!r}")
+
+
+class _BayesLayer(PyroModule):
+    """Shared set-up: a weight that is a sample site under ``prior`` (or a parameter if ``None``)."""
+
+    def _init_weight(self, shape: torch.Size, prior: PriorSpec, prior_scale: float, df: float) -> None:
+        self.prior = prior
+        fan_in = math.prod(shape[1:])
+        if prior is None:
+            self.weight = nn.Parameter(torch.empty(shape).uniform_(-1, 1) / math.sqrt(fan_in))
+        elif prior == "ard":
+            # VN eq. 11: lambda is an empirical-Bayes parameter of the model
+            self.prior_scale = PyroParam(torch.full(shape, float(prior_scale)), constraints.positive)
+            self.weight = PyroSample(lambda self: ARD(self.prior_scale).to_event(len(shape)))
+        elif callable(prior):
+            self.weight = PyroSample(prior(shape))
+        else:
+            self.weight = PyroSample(make_prior(prior, shape, scale=prior_scale, df=df))
+
+    def _init_bias(self, bias: bool, out: int, fan_in: int) -> None:
+        # the bias is a deterministic parameter (lecture: "deterministic parameters")
+        self.bias = nn.Parameter(torch.empty(out).uniform_(-1, 1) / math.sqrt(fan_in)) if bias else None
+
+    @property
+    def is_bayesian(self) -> bool:
+        return self.prior is not None
+
+
+class BayesLinear(_BayesLayer):
+    r"""Dense layer :math:`b = a W^\top + c` with a prior over :math:`W` of shape (out, in).
+
+    :param int in_features: input size. :param int out_features: output size.
+    :param bool bias: add a deterministic bias.
+    :param prior: ``"log-uniform"`` (default), ``"student-t"``, ``"ard"``, ``"normal"``, a
+        callable ``shape -> distribution`` (with all dims as event dims), or ``None`` for
+        an ordinary deterministic weight.
+    :param float prior_scale: λ initial value for ARD, σ for the normal prior.
+    :param float df: degrees of freedom of the Student-t prior.
+
+    **References**: VN §3 (variance layer), eq. 39-40 (its local reparameterization).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        prior: PriorSpec = "log-uniform",
+        prior_scale: float = 1.0,
+        df: float = 1e-16,
+    ) -> None:
+        super().__init__()
+        _check_positive_int(in_features=in_features, out_features=out_features)
+        self.in_features, self.out_features = in_features, out_features
+        self._init_weight(torch.Size([out_features, in_features]), prior, prior_scale, df)
+        self._init_bias(bias, out_features, in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"{type(self).__name__} expected input with last dimension {self.in_features}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        return ops.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, prior={self.prior!r}"
+
+
+class BayesConv2d(_BayesLayer):
+    r"""2-D convolution with a prior over its kernel of shape (out, in/groups, kh, kw).
+
+    Arguments as :class:`torch.nn.Conv2d`, plus ``prior``, ``prior_scale`` and ``df`` as in
+    :class:`BayesLinear`.
+
+    **References**: VN eq. 41-42 (local reparameterization of convolutions).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        prior: PriorSpec = "log-uniform",
+        prior_scale: float = 1.0,
+        df: float = 1e-16,
+    ) -> None:
+        super().__init__()
+        _check_positive_int(in_channels=in_channels, out_channels=out_channels, groups=groups)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"channels ({in_channels}, {out_channels}) must be divisible by groups={groups}")
+        kh, kw = nn.modules.utils._pair(kernel_size)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = (kh, kw)
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        shape = torch.Size([out_channels, in_channels // groups, kh, kw])
+        self._init_weight(shape, prior, prior_scale, df)
+        self._init_bias(bias, out_channels, math.prod(shape[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expected input of shape (N, {self.in_channels}, H, W), "
+                f"got {tuple(x.shape)}"
+            )
+        return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, prior={self.prior!r}"
+        )

@@ -1,0 +1,23 @@
+"""Priors and variational building blocks of pyro-varnet (one distribution per file)."""
+
+from .ard import ARD, optimal_ard_scale
+from .kl import kl_ard_optimal, kl_log_uniform, log_alpha_of
+from .log_uniform import LogUniform
+from .priors import PRIORS, make_prior
+from .student_t import StudentTPrior
+from .truncated_normal import TruncatedNormal
+from .zero_mean_normal import ZeroMeanNormal
+
+__all__ = [
+    "ARD",
+    "LogUniform",
+    "PRIORS",
+    "StudentTPrior",
+    "TruncatedNormal",
+    "ZeroMeanNormal",
+    "kl_ard_optimal",
+    "kl_log_uniform",
+    "log_alpha_of",
+    "make_prior",
+    "optimal_ard_scale",
+]

@@ -1,0 +1,21 @@
+"""Lowercase handler aliases, generated from the messengers (Pyro's ``_make_handler`` pattern)."""
+
+from __future__ import annotations
+
+from pyro.poutine.handlers import _make_handler
+
+from .local_reparameterization_messenger import LocalReparameterizationMessenger
+from .mean_propagation_messenger import MeanPropagationMessenger
+from .zero_mean_approximation_messenger import ZeroMeanApproximationMessenger
+
+
+@_make_handler(LocalReparameterizationMessenger, __name__)
+def local_reparameterization(fn=None, eps=1e-16, moment_matching=False): ...
+
+
+@_make_handler(MeanPropagationMessenger, __name__)
+def mean_propagation(fn=None, sites=None): ...
+
+
+@_make_handler(ZeroMeanApproximationMessenger, __name__)
+def zero_mean_approximation(fn=None, sites=None): ...

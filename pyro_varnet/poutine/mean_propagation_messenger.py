@@ -1,0 +1,42 @@
+"""Mean propagation (the weight scaling rule): every latent weight takes its expected value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pyro.distributions import Delta
+from pyro.poutine.messenger import Messenger
+
+from .._sites import selected
+
+
+class MeanPropagationMessenger(Messenger):
+    r"""Set each latent sample site to its mean, :math:`p(t \mid x, \mathbb{E}_q W)`.
+
+    The site's distribution becomes a :class:`~pyro.distributions.Delta` at the mean, so a
+    surrounding :class:`LocalReparameterizationMessenger` adds no noise. For a variance
+    layer the mean is zero and the prediction no longer depends on the input (VN §2).
+    Sites already given a value (observed, or replayed from a guide) are left alone.
+
+    :param sites: names, globs or module paths to affect; ``None`` for every global latent site.
+
+    **References**: VN eq. 3; Srivastava et al. 2014.
+    """
+
+    def __init__(self, sites: Iterable[str] | None = None) -> None:
+        super().__init__()
+        self.sites = None if sites is None else list(sites)
+
+    def _pyro_sample(self, msg) -> None:
+        if not selected(msg, self.sites):
+            return
+        fn = msg["fn"]
+        try:
+            mean = fn.mean.expand(fn.shape())
+        except NotImplementedError as e:
+            raise ValueError(
+                f"mean_propagation: site {msg['name']!r} ({type(fn).__name__}) has no mean; "
+                "run it with a guide so the posterior mean is used"
+            ) from e
+        msg["fn"] = Delta(mean, event_dim=fn.event_dim)
+        msg["value"], msg["done"] = mean, True
