@@ -14,6 +14,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from pyro_varnet._checks import check_choice
 from pyro_varnet.distributions import ZeroMeanNormal, log_alpha_of
 
 GRANULARITIES = ("layer", "neuron", "weight")
@@ -51,8 +52,7 @@ class ZeroMeanSite(SiteGuide):
 
     def __init__(self, shape: torch.Size, parameterization: str = "log", init_scale: float | None = None):
         super().__init__(shape)
-        if parameterization not in ("log", "signed"):
-            raise ValueError(f"expected parameterization 'log' or 'signed', got {parameterization!r}")
+        check_choice("parameterization", parameterization, ("log", "signed"))
         self.parameterization = parameterization
         sigma = _uniform_init(self.shape) if init_scale is None else torch.full(self.shape, float(init_scale))
         if parameterization == "log":
@@ -130,8 +130,7 @@ class ZeroMean(Family):
     name = "zero-mean"
 
     def __init__(self, parameterization: str = "log", init_scale: float | None = None) -> None:
-        if parameterization not in ("log", "signed"):
-            raise ValueError(f"expected parameterization 'log' or 'signed', got {parameterization!r}")
+        check_choice("parameterization", parameterization, ("log", "signed"))
         if init_scale is not None and not init_scale > 0:
             raise ValueError(f"expected init_scale > 0, got {init_scale}")
         self.parameterization, self.init_scale = parameterization, init_scale
@@ -151,10 +150,7 @@ class GaussianDropout(Family):
     name = "gaussian-dropout"
 
     def __init__(self, granularity: str = "layer", init_log_alpha: float = -5.0) -> None:
-        if granularity not in GRANULARITIES:
-            raise ValueError(
-                f"expected alpha granularity {', '.join(map(repr, GRANULARITIES))}, got {granularity!r}"
-            )
+        check_choice("alpha granularity", granularity, GRANULARITIES)
         if not math.isfinite(init_log_alpha):
             raise ValueError(f"expected a finite init_log_alpha, got {init_log_alpha}")
         self.granularity, self.init_log_alpha = granularity, init_log_alpha
@@ -193,6 +189,5 @@ def make_family(spec: Family | str) -> Family:
     """A :class:`Family` from itself or from a name in :data:`FAMILIES`."""
     if isinstance(spec, Family):
         return spec
-    if spec not in FAMILIES:
-        raise ValueError(f"expected a Family or one of {', '.join(map(repr, FAMILIES))}, got {spec!r}")
+    check_choice("a Family or family name", spec, FAMILIES)
     return FAMILIES[spec]()

@@ -2,7 +2,7 @@
 
 from .classifier import Classifier
 from .layers import BayesConv2d, BayesLinear
-from .networks import MLP, VGGLike, LeNet5, LeNet300_100, LeNet500_300, ToyNet
+from .networks import MLP, LeNet5, LeNet300_100, LeNet500_300, ToyNet, VGGLike
 
 __all__ = [
     "MLP",

@@ -127,8 +127,7 @@ class BayesConv2d(_BayesLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"{type(self).__name__} expected input of shape (N, {self.in_channels}, H, W), "
-                f"got {tuple(x.shape)}"
+                f"{type(self).__name__} expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
         return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 

@@ -12,14 +12,15 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from pyro_varnet._checks import check_choice
+
 from .layers import BayesConv2d, BayesLinear, PriorSpec
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
 
 
 def _activation(name: str) -> nn.Module:
-    if name not in _ACTIVATIONS:
-        raise ValueError(f"expected activation {', '.join(map(repr, _ACTIVATIONS))}, got {name!r}")
+    check_choice("activation", name, _ACTIVATIONS)
     return PyroModule[_ACTIVATIONS[name]]()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from pyro.distributions import Normal, TorchDistribution
 
+from .._checks import check_choice
 from .ard import ARD
 from .log_uniform import LogUniform
 from .student_t import StudentTPrior
@@ -36,5 +37,5 @@ def make_prior(
     elif name == "normal":
         base = Normal(torch.zeros(()).expand(shape), torch.as_tensor(scale, dtype=torch.float).expand(shape))
     else:
-        raise ValueError(f"expected prior {', '.join(map(repr, PRIORS))}, got {name!r}")
+        check_choice("prior", name, PRIORS)
     return base.to_event(len(shape))

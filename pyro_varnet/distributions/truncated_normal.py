@@ -8,13 +8,10 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
-from torch.special import ndtr, ndtri
+from torch.special import log_ndtr, ndtri
 
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _LOG_SQRT_2PI_E = 0.5 * math.log(2 * math.pi * math.e)
-
-
-def _std_normal_pdf(x: torch.Tensor) -> torch.Tensor:
-    return torch.exp(-0.5 * x.square()) / math.sqrt(2 * math.pi)
 
 
 class TruncatedNormal(TorchDistribution):
@@ -24,8 +21,9 @@ class TruncatedNormal(TorchDistribution):
     :math:`x = \mu + \sigma\,\Phi^{-1}(\Phi(\alpha) + Z u)`, :math:`u \sim U[0, 1]`,
     with :math:`\alpha = (a-\mu)/\sigma`, :math:`\beta = (b-\mu)/\sigma`,
     :math:`Z = \Phi(\beta) - \Phi(\alpha)`. The argument of :math:`\Phi^{-1}` is clipped
-    away from 0 and 1 (where it overflows), and when the interval lies in the right tail
-    the mirrored formula is used so that :math:`\Phi(\alpha)` does not round to 1.
+    away from 0 and 1 (where it overflows); normal CDFs are taken in log space, and when
+    the interval lies right of μ the mirrored formula is used, so that far tails neither
+    underflow to 0 nor round to 1.
 
     :param loc: :math:`\mu`. :param scale: :math:`\sigma > 0`.
     :param low: :math:`a`. :param high: :math:`b > a`.
@@ -60,7 +58,7 @@ class TruncatedNormal(TorchDistribution):
         new._validate_args = self._validate_args
         return new
 
-    # standardised bounds and normaliser
+    # standardised bounds and normaliser, in log space: torch's ndtr underflows below -8
     @property
     def _alpha(self) -> torch.Tensor:
         return (self.low - self.loc) / self.scale
@@ -69,25 +67,43 @@ class TruncatedNormal(TorchDistribution):
     def _beta(self) -> torch.Tensor:
         return (self.high - self.loc) / self.scale
 
+    @staticmethod
+    def _log_cdf_pair(a: torch.Tensor, b: torch.Tensor):
+        """log Φ at both ends of [a, b], mirrored into the left tail when a > 0 (then
+        Φ(b) - Φ(a) = Φ(-a) - Φ(-b)): returns (mirrored, log of larger, log of smaller)."""
+        right = a > 0
+        hi = torch.where(right, log_ndtr(-a), log_ndtr(b))
+        lo = torch.where(right, log_ndtr(-b), log_ndtr(a))
+        return right, hi, lo
+
+    @classmethod
+    def _log_mass(cls, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """log(Φ(b) - Φ(a)) without cancellation or underflow."""
+        _, hi, lo = cls._log_cdf_pair(a, b)
+        return hi + torch.log(-torch.expm1(lo - hi))
+
     @property
-    def _Z(self) -> torch.Tensor:
-        a, b = self._alpha, self._beta
-        z = torch.where(a > 0, ndtr(-a) - ndtr(-b), ndtr(b) - ndtr(a))
-        return z.clamp_min(torch.finfo(z.dtype).tiny)
+    def _log_Z(self) -> torch.Tensor:
+        return self._log_mass(self._alpha, self._beta)
+
+    def _pdf_over_Z(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-0.5 * x.square() - _LOG_SQRT_2PI - self._log_Z)
 
     def icdf(self, u: torch.Tensor) -> torch.Tensor:
-        a, b, z = self._alpha, self._beta, self._Z
-        eps = torch.finfo(a.dtype).eps
-        right = a > 0  # interval in the right tail: mirror so Phi stays away from 1
-        p = torch.where(right, ndtr(-a) - z * u, ndtr(a) + z * u).clamp(eps, 1 - eps)
+        right, hi, lo = self._log_cdf_pair(self._alpha, self._beta)
+        log_zu = self._log_Z + u.clamp_min(torch.finfo(u.dtype).tiny).log()
+        # left form: p = Φ(α) + Z u;  mirrored form: p = Φ(-α) - Z u, x = μ - σ Φ⁻¹(p)
+        log_p = torch.where(
+            right, hi + torch.log(-torch.expm1((log_zu - hi).clamp_max(0))), torch.logaddexp(lo, log_zu)
+        )
+        finfo = torch.finfo(u.dtype)
+        p = log_p.exp().clamp(finfo.tiny, 1 - finfo.eps)  # Φ⁻¹ overflows at 0 and 1 (WN appendix B)
         xi = torch.where(right, -ndtri(p), ndtri(p))
         return torch.max(torch.min(self.loc + self.scale * xi, self.high), self.low)
 
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
-        xi = (value - self.loc) / self.scale
-        a, b = self._alpha, self._beta
-        num = torch.where(a > 0, ndtr(-a) - ndtr(-xi), ndtr(xi) - ndtr(a))
-        return (num / self._Z).clamp(0, 1)
+        xi = ((value - self.loc) / self.scale).clamp(self._alpha, self._beta)
+        return torch.exp(self._log_mass(self._alpha, xi) - self._log_Z).clamp(0, 1)
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
@@ -98,21 +114,21 @@ class TruncatedNormal(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         xi = (value - self.loc) / self.scale
-        return -0.5 * xi.square() - 0.5 * math.log(2 * math.pi) - self.scale.log() - self._Z.log()
+        return -0.5 * xi.square() - _LOG_SQRT_2PI - self.scale.log() - self._log_Z
 
     def entropy(self) -> torch.Tensor:
         r""":math:`\log(\sqrt{2\pi e}\,\sigma Z) + (\alpha\phi(\alpha) - \beta\phi(\beta)) / 2Z` (WN eq. 39)."""
-        a, b, z = self._alpha, self._beta, self._Z
-        tail = (a * _std_normal_pdf(a) - b * _std_normal_pdf(b)) / (2 * z)
-        return _LOG_SQRT_2PI_E + self.scale.log() + z.log() + tail
+        a, b = self._alpha, self._beta
+        tail = (a * self._pdf_over_Z(a) - b * self._pdf_over_Z(b)) / 2
+        return _LOG_SQRT_2PI_E + self.scale.log() + self._log_Z + tail
 
     @property
     def mean(self) -> torch.Tensor:
         a, b = self._alpha, self._beta
-        return self.loc + self.scale * (_std_normal_pdf(a) - _std_normal_pdf(b)) / self._Z
+        return self.loc + self.scale * (self._pdf_over_Z(a) - self._pdf_over_Z(b))
 
     @property
     def variance(self) -> torch.Tensor:
-        a, b, z = self._alpha, self._beta, self._Z
-        pa, pb = _std_normal_pdf(a), _std_normal_pdf(b)
-        return self.scale.square() * (1 + (a * pa - b * pb) / z - ((pa - pb) / z).square())
+        a, b = self._alpha, self._beta
+        pa, pb = self._pdf_over_Z(a), self._pdf_over_Z(b)
+        return self.scale.square() * (1 + a * pa - b * pb - (pa - pb).square())

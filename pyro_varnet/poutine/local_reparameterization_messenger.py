@@ -21,9 +21,10 @@ _OPS = {"linear": (F.linear, lambda b: b), "conv2d": (F.conv2d, lambda b: b[:, N
 class LocalReparameterizationMessenger(Messenger):
     r"""Replace weight sampling by output sampling in :func:`pyro_varnet.ops.linear` / ``conv2d``.
 
-    Every sample site the handler sees (guide or prior) whose distribution is Gaussian is
-    remembered with its mean and variance. When such a sampled weight reaches an op, the
-    op returns :math:`b = A\mu + \varepsilon\sqrt{A^2\sigma^2 + \epsilon_0}` with
+    Every sample site the handler sees drawn (in the guide, or from a prior) whose
+    distribution is Gaussian is remembered with its mean and variance; values replayed or
+    conditioned from elsewhere keep what was remembered when they were drawn. When such a
+    sampled weight reaches an op, the op returns :math:`b = A\mu + \varepsilon\sqrt{A^2\sigma^2 + \epsilon_0}` with
     :math:`\varepsilon \sim \mathcal{N}(0, 1)` drawn per object and output unit; for a
     :class:`~pyro_varnet.distributions.ZeroMeanNormal` only the variance op runs. A sampled
     bias contributes its mean and variance too. Parameters that were never sampled pass
@@ -45,13 +46,22 @@ class LocalReparameterizationMessenger(Messenger):
         super().__init__()
         self.eps, self.moment_matching = eps, moment_matching
         self._moments = WeakIdKeyDictionary()
+        self._given: set[int] = set()
 
     def __exit__(self, *args, **kwargs):
         self._moments = WeakIdKeyDictionary()
         return super().__exit__(*args, **kwargs)
 
+    def _pyro_sample(self, msg) -> None:
+        # a value set before sampling (replayed from a guide, conditioned) is not drawn here
+        if msg["done"] or msg["value"] is not None:
+            self._given.add(id(msg))
+
     def _pyro_post_sample(self, msg) -> None:
         value = msg["value"]
+        if id(msg) in self._given:
+            self._given.discard(id(msg))
+            return
         if msg["is_observed"] or site_is_subsample(msg) or value in self._moments:
             return
         base, _ = unwrap(msg["fn"])

@@ -1,0 +1,116 @@
+"""Local reparameterization: output moments against direct weight sampling (VN eq. 39-42)."""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from pyro_varnet import ops
+from pyro_varnet.distributions import ZeroMeanNormal
+from pyro_varnet.guides import NetworkGuide
+from pyro_varnet.models import MLP, Classifier
+from pyro_varnet.poutine import local_reparameterization
+from tests.common import assert_within_se
+from tests.helpers import FAMILY_NAMES, batched_op, plain_op, random_input, random_site
+
+K = 20000
+OPS = {"linear": ops.linear, "conv2d": ops.conv2d}
+
+
+def _check_moments(samples, mean, var, what):
+    # mean: SE = sqrt(var / K); variance of Gaussian draws: SE = var * sqrt(2 / (K - 1)); 5 SE each
+    assert_within_se(samples.mean(0), mean, (var / K).sqrt(), msg=f"{what} mean")
+    assert_within_se(samples.var(0), var, var * math.sqrt(2 / (K - 1)), msg=f"{what} variance")
+
+
+@pytest.mark.parametrize("op", ["linear", "conv2d"])
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_lrt_moments_match_direct_sampling(family, op):
+    site = random_site(family, op)
+    q, base = site(), site.base()
+    x, bias = random_input(op), torch.randn(3)
+    with torch.no_grad():
+        mean = plain_op(op)(x, base.mean, bias)
+        var = plain_op(op)(x.square(), base.variance)
+        with local_reparameterization():
+            w = pyro.sample("w", q)
+            lrt = OPS[op](x.repeat(K, *([1] * (x.dim() - 1))), w, bias).reshape(K, *mean.shape)
+        direct = batched_op(op, x, base.sample((K,)), bias)
+    _check_moments(lrt, mean, var, f"LRT {family}/{op}")
+    _check_moments(direct, mean, var, f"direct {family}/{op}")
+
+
+@pytest.mark.parametrize("op", ["linear", "conv2d"])
+def test_zero_mean_site_runs_only_the_variance_op(op):
+    site = random_site("zero-mean", op)
+    x, bias = random_input(op), torch.randn(3)
+    view = bias if op == "linear" else bias[:, None, None]
+    with torch.no_grad(), local_reparameterization(eps=0.0):
+        pyro.set_rng_seed(3)
+        w = pyro.sample("w", site())
+        out = OPS[op](x, w, bias)
+    pyro.set_rng_seed(3)
+    site().sample()  # the same draw of w, then the output noise
+    var = plain_op(op)(x.square(), site.base().variance.detach())
+    noise = torch.randn(var.shape)
+    # output = bias + eps * sqrt(var): no mean term at all, so E[output - bias] = 0 exactly
+    torch.testing.assert_close(out, view + noise * var.sqrt())
+
+
+def test_deterministic_weights_pass_through():
+    x, w, b = torch.randn(5, 4), torch.randn(3, 4), torch.randn(3)
+    with local_reparameterization():
+        out = ops.linear(x, w, b)
+    torch.testing.assert_close(out, torch.nn.functional.linear(x, w, b))
+
+
+def test_sampled_gaussian_bias_adds_its_variance():
+    x = torch.randn(2, 4)
+    wq = dist.Normal(torch.randn(3, 4), torch.rand(3, 4) + 0.1)
+    bq = dist.Normal(torch.randn(3), torch.rand(3) + 0.5)
+    with torch.no_grad(), local_reparameterization():
+        w, b = pyro.sample("w", wq.to_event(2)), pyro.sample("b", bq.to_event(1))
+        out = ops.linear(x.repeat(K, 1), w, b).reshape(K, 2, 3)
+    mean = x @ wq.loc.T + bq.loc
+    var = x.square() @ wq.variance.T + bq.variance
+    _check_moments(out, mean, var, "bias")
+
+
+def test_non_gaussian_weight_raises_or_moment_matches():
+    x = torch.randn(2, 4)
+    q = dist.Uniform(-torch.ones(3, 4), torch.ones(3, 4)).to_event(2)
+    with local_reparameterization(), pytest.raises(TypeError, match="moment_matching"):
+        ops.linear(x, pyro.sample("w", q))
+    with torch.no_grad(), local_reparameterization(moment_matching=True):
+        out = ops.linear(x.repeat(K, 1), pyro.sample("w", q)).reshape(K, 2, 3)
+    var = x.square().sum(-1, keepdim=True).expand(2, 3) / 3  # Var U(-1, 1) = 1/3
+    _check_moments(out, torch.zeros(2, 3), var, "fast dropout")
+
+
+def test_noise_is_per_object_under_svi_traces():
+    model = Classifier(MLP([4, 5, 3]), num_data=10)
+    guide = NetworkGuide(model, default="additive")
+    x = torch.randn(1, 4).repeat(6, 1)  # six identical objects
+    with torch.no_grad():
+        tr = pyro.poutine.trace(guide).get_trace(x)
+        plain = pyro.poutine.replay(model, tr)(x)
+        with local_reparameterization():
+            tr = pyro.poutine.trace(guide).get_trace(x)
+            lrt = pyro.poutine.replay(model, tr)(x)
+    assert torch.allclose(plain, plain[:1].expand_as(plain))  # one weight sample per batch
+    assert lrt.std(0).min() > 0  # independent noise per object
+
+
+def test_lrt_handler_clears_and_checks_eps():
+    with pytest.raises(ValueError, match="eps"):
+        local_reparameterization(eps=-1.0)
+    with local_reparameterization() as h:
+        w = pyro.sample("w", ZeroMeanNormal(torch.ones(3, 4)).to_event(2))
+        assert len(h._moments) == 1
+        del w  # entries are weak: they go with the sampled tensor
+        assert len(h._moments) == 0
+        w = pyro.sample("w", ZeroMeanNormal(torch.ones(3, 4)).to_event(2))
+        assert len(h._moments) == 1
+    assert len(h._moments) == 0 and w.shape == (3, 4)  # the registry is cleared on exit
