@@ -6,6 +6,7 @@ from pyro.poutine.handlers import _make_handler
 
 from .local_reparameterization_messenger import LocalReparameterizationMessenger
 from .mean_propagation_messenger import MeanPropagationMessenger
+from .scale_latent_messenger import ScaleLatentMessenger
 from .zero_mean_approximation_messenger import ZeroMeanApproximationMessenger
 
 
@@ -19,3 +20,7 @@ def mean_propagation(fn=None, sites=None): ...
 
 @_make_handler(ZeroMeanApproximationMessenger, __name__)
 def zero_mean_approximation(fn=None, sites=None): ...
+
+
+@_make_handler(ScaleLatentMessenger, __name__)
+def scale_latent(fn=None, scale=1.0): ...

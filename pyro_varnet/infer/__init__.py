@@ -1,0 +1,26 @@
+"""Training (SVI loop, schedules, checkpoints) and prediction in the paper's modes."""
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .elbo import DecomposedELBO
+from .fit import evaluate, fit, site_log_alpha
+from .history import History
+from .predict import MODES, accuracy, nll, predict
+from .schedules import constant, kl_warmup, linear_decay
+
+__all__ = [
+    "MODES",
+    "CheckpointError",
+    "DecomposedELBO",
+    "History",
+    "accuracy",
+    "constant",
+    "evaluate",
+    "fit",
+    "kl_warmup",
+    "linear_decay",
+    "load_checkpoint",
+    "nll",
+    "predict",
+    "save_checkpoint",
+    "site_log_alpha",
+]

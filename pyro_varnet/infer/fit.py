@@ -1,0 +1,211 @@
+"""``fit``: SVI training with LRT, schedules, metrics, callbacks and exact checkpoint/resume."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import pyro
+import torch
+from pyro.infer import SVI
+from tqdm.auto import tqdm
+
+from ..poutine import local_reparameterization, scale_latent
+from . import checkpoint as ckpt
+from .elbo import DecomposedELBO
+from .history import History
+from .predict import MODES, accuracy, nll, predict
+from .schedules import Schedule, kl_warmup, linear_decay
+
+Data = tuple[torch.Tensor, torch.Tensor]
+
+
+def _check_data(data, what: str) -> Data:
+    if isinstance(data, torch.utils.data.TensorDataset):
+        data = data.tensors
+    if not (isinstance(data, Sequence) and len(data) == 2 and all(torch.is_tensor(t) for t in data)):
+        raise TypeError(f"expected {what} as a tuple (x, y) of tensors or a TensorDataset, got {type(data).__name__}")
+    x, y = data
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"{what}: x has {x.shape[0]} rows and y has {y.shape[0]}; expected the same, > 0")
+    return x, y
+
+
+def _check_batch(x: torch.Tensor, epoch: int, batch: int) -> None:
+    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten()[:10].tolist()
+        raise ValueError(f"epoch {epoch}, batch {batch}: inputs contain NaN or inf (rows {rows} of the batch)")
+
+
+def site_log_alpha(guide) -> dict[str, float]:
+    """Mean finite log α of every guide site (+inf for zero-mean sites)."""
+    out = {}
+    for name, la in getattr(guide, "log_alpha", dict)().items():
+        finite = la[torch.isfinite(la)]
+        out[name] = float(finite.mean()) if finite.numel() else math.inf
+    return out
+
+
+def evaluate(model, guide, data: Data, modes: Iterable[str], num_samples: int, batch_size: int) -> dict:
+    """Accuracy and NLL of ``data`` in each prediction mode."""
+    x, y = data
+    out = {}
+    for mode in modes:
+        lp = predict(model, guide, x, mode=mode, num_samples=num_samples, batch_size=batch_size)
+        out[f"acc_{mode}"], out[f"nll_{mode}"] = accuracy(lp, y), nll(lp, y)
+    return out
+
+
+def fit(
+    model: Callable,
+    guide: Callable,
+    train_data,
+    *,
+    epochs: int = 1,
+    batch_size: int = 200,
+    lr: float = 1e-3,
+    lr_schedule: str | Schedule | None = None,
+    kl_weight: Schedule | None = None,
+    warmup_epochs: float = 0.0,
+    lrt: bool | None = None,
+    num_particles: int = 1,
+    test_data=None,
+    eval_modes: Iterable[str] = ("mean", "sample", "ensemble"),
+    eval_every: int = 1,
+    eval_samples: int = 20,
+    eval_train_size: int = 2000,
+    eval_batch_size: int = 500,
+    callbacks: Iterable[Callable[[int, dict], object]] = (),
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    seed: int | None = None,
+    progress: bool = True,
+) -> History:
+    r"""Train ``guide`` (and the model's deterministic parameters) by SVI on ``train_data``.
+
+    Maximises the mean-field ELBO (VN eq. 5) with Adam, one weight/noise sample per
+    object and step, under local reparameterization when the guide's families are all
+    Gaussian (``lrt=None``), as the papers do.
+
+    :param train_data: ``(x, y)`` tensors (or a ``TensorDataset``); shuffled every epoch.
+    :param int epochs: total number of epochs of the run (also when resuming).
+    :param lr_schedule: ``"linear"`` (decay to 0 at ``epochs``; RECIPES), a function of
+        the fractional epoch giving a multiplier of ``lr``, or ``None`` (constant).
+    :param kl_weight: KL weight β as a function of the fractional epoch; by default 1, or a
+        linear warm-up from 0 to 1 over ``warmup_epochs`` when that is > 0.
+    :param test_data: ``(x, y)``; accuracies and NLL in ``eval_modes`` every ``eval_every``
+        epochs, also on the first ``eval_train_size`` training objects.
+    :param callbacks: each called as ``cb(epoch, metrics)`` after an epoch.
+    :param checkpoint: file written atomically after every epoch.
+    :param bool resume: continue from ``checkpoint``; the result equals an uninterrupted run.
+    :returns: the :class:`History` of per-epoch metrics.
+    """
+    x, y = _check_data(train_data, "train_data")
+    test = None if test_data is None else _check_data(test_data, "test_data")
+    eval_modes = tuple(eval_modes)
+    for mode in eval_modes:
+        if mode not in MODES:
+            raise ValueError(f"unknown evaluation mode {mode!r}; expected some of {MODES}")
+    if epochs < 1 or batch_size < 1 or lr <= 0 or eval_every < 1:
+        raise ValueError("expected epochs >= 1, batch_size >= 1, lr > 0 and eval_every >= 1")
+    if lr_schedule == "linear":
+        lr_schedule = linear_decay(epochs)
+    elif isinstance(lr_schedule, str):
+        raise ValueError(f"expected lr_schedule 'linear', a function or None, got {lr_schedule!r}")
+    if kl_weight is None:
+        kl_weight = kl_warmup(0.0, warmup_epochs) if warmup_epochs > 0 else (lambda t: 1.0)
+    if checkpoint is not None and Path(checkpoint).exists() and not resume:
+        raise FileExistsError(f"checkpoint {checkpoint} exists; pass resume=True to continue that run or remove it")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs the checkpoint path")
+
+    if seed is not None:
+        pyro.set_rng_seed(seed)
+    shuffle = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) if seed is None else seed)
+    modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
+    for m in modules:
+        m.train()
+    guide(x[:batch_size])  # create the guide's parameters (and the model's) before optimisation
+    if lrt is None:
+        lrt = bool(getattr(guide, "exact_lrt", False))
+
+    elbo = DecomposedELBO(num_particles=num_particles)
+    optim = pyro.optim.Adam({"lr": lr})
+    svi = SVI(model, guide, optim, elbo)
+    history, start_epoch = History(), 0
+    if resume and Path(checkpoint).exists():
+        state = ckpt.load_checkpoint(checkpoint)
+        ckpt.check_compatible(state, checkpoint)
+        ckpt.restore_params(state)
+        ckpt.restore_buffers(state, *modules)
+        optim.set_state(state["optim"])
+        history = History(list(state["history"]))
+        start_epoch = int(state["epoch"])
+        ckpt.set_rng_state(state["rng"], shuffle)
+
+    n, steps_per_epoch = x.shape[0], math.ceil(x.shape[0] / batch_size)
+    for epoch in range(start_epoch + 1, epochs + 1):
+        t0, sums = time.perf_counter(), {"elbo": 0.0, "data": 0.0, "kl": 0.0}
+        order = torch.randperm(n, generator=shuffle)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
+        for b in bar:
+            t = epoch - 1 + b / steps_per_epoch
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            xb, yb = x[idx], y[idx]
+            _check_batch(xb, epoch, b)
+            if lr_schedule is not None:
+                _set_lr(optim, lr * lr_schedule(t))
+            with scale_latent(scale=kl_weight(t)), local_reparameterization() if lrt else contextlib.nullcontext():
+                loss = svi.step(xb, yb)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"epoch {epoch}, batch {b}: the loss is {loss}; parameters were not saved")
+            for k in sums:
+                sums[k] += elbo.last[k]
+            if progress and b % 10 == 0:
+                bar.set_postfix(elbo=f"{elbo.last['elbo']:.4g}")
+        metrics = {"epoch": epoch, **{k: v / steps_per_epoch for k, v in sums.items()}}
+        metrics.update(lr=lr * (lr_schedule(epoch) if lr_schedule else 1.0), kl_weight=kl_weight(epoch))
+        metrics.update({f"log_alpha/{k}": v for k, v in site_log_alpha(guide).items()})
+        if test is not None and (epoch % eval_every == 0 or epoch == epochs):
+            sub = (x[:eval_train_size], y[:eval_train_size])
+            metrics.update(
+                {
+                    f"train_{k}": v
+                    for k, v in evaluate(model, guide, sub, eval_modes, eval_samples, eval_batch_size).items()
+                }
+            )
+            metrics.update(
+                {
+                    f"test_{k}": v
+                    for k, v in evaluate(model, guide, test, eval_modes, eval_samples, eval_batch_size).items()
+                }
+            )
+        metrics["seconds"] = time.perf_counter() - t0
+        history.append(metrics)
+        if checkpoint is not None:
+            ckpt.save_checkpoint(
+                checkpoint,
+                {
+                    "epoch": epoch,
+                    "params": ckpt.unconstrained_params(),
+                    "optim": optim.get_state(),
+                    "buffers": ckpt.module_buffers(*modules),
+                    "history": history.epochs,
+                    "rng": ckpt.rng_state(shuffle),
+                },
+            )
+        for cb in callbacks:
+            cb(epoch, metrics)
+    return history
+
+
+def _set_lr(optim, value: float) -> None:
+    for opt in optim.optim_objs.values():
+        for group in opt.param_groups:
+            group["lr"] = value
+    optim.pt_optim_args["lr"] = value  # optimisers of parameters created later start there too

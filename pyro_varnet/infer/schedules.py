@@ -1,0 +1,27 @@
+"""Learning-rate and KL-weight schedules, functions of the (fractional) epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+Schedule = Callable[[float], float]
+
+
+def linear_decay(total_epochs: float) -> Schedule:
+    """Learning-rate multiplier decaying linearly from 1 to 0 over ``total_epochs`` (RECIPES, VN)."""
+    if total_epochs <= 0:
+        raise ValueError(f"expected total_epochs > 0, got {total_epochs}")
+    return lambda t: max(0.0, 1.0 - t / total_epochs)
+
+
+def kl_warmup(start: float, end: float) -> Schedule:
+    """KL weight 0 before epoch ``start``, rising linearly to 1 at ``end`` (RECIPES, Sparse VD)."""
+    if not 0 <= start <= end:
+        raise ValueError(f"expected 0 <= start <= end, got start={start}, end={end}")
+    if end == start:
+        return lambda t: 1.0 if t >= end else 0.0
+    return lambda t: min(1.0, max(0.0, (t - start) / (end - start)))
+
+
+def constant(value: float = 1.0) -> Schedule:
+    return lambda t: value
