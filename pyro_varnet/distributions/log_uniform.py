@@ -38,7 +38,9 @@ class LogUniform(TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        return -value.abs().log()
+        # the density is infinite at 0; a weight sample that underflows to 0 (a variance
+        # layer's pruned sigma) gets the value at the smallest normal float instead of +inf
+        return -value.abs().clamp_min(torch.finfo(value.dtype).tiny).log()
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         raise NotImplementedError(

@@ -97,10 +97,15 @@ def check_compatible(state: dict, path) -> None:
 
 
 def restore_params(state: dict) -> None:
-    """Put the saved unconstrained parameters into the param store, bit for bit."""
+    """Copy the saved unconstrained parameters into the param store's tensors, bit for bit.
+
+    In place, so that modules holding those tensors (a ``PyroModule``'s ``nn.Parameter`` is
+    the param store's tensor) see the restored values.
+    """
     store = pyro.get_param_store()
-    params = {k: v.detach().clone().requires_grad_() for k, v in state["params"].items()}
-    store.set_state({"params": params, "constraints": dict(store._constraints)})
+    with torch.no_grad():
+        for name, value in state["params"].items():
+            store._params[name].copy_(value)
 
 
 def unconstrained_params() -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ from ..poutine import local_reparameterization, scale_latent
 from . import checkpoint as ckpt
 from .elbo import DecomposedELBO
 from .history import History
-from .predict import MODES, accuracy, nll, predict
+from .predict import MODES, accuracy, evaluating, nll, predict
 from .schedules import Schedule, kl_warmup, linear_decay
 
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -120,7 +120,10 @@ def fit(
     if kl_weight is None:
         kl_weight = kl_warmup(0.0, warmup_epochs) if warmup_epochs > 0 else (lambda t: 1.0)
     if checkpoint is not None and Path(checkpoint).exists() and not resume:
-        raise FileExistsError(f"checkpoint {checkpoint} exists; pass resume=True to continue that run or remove it")
+        raise FileExistsError(
+            f"checkpoint {checkpoint} exists; pass resume=True (varnet train --resume) "
+            "to continue that run, or remove it"
+        )
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint path")
 
@@ -128,9 +131,12 @@ def fit(
         pyro.set_rng_seed(seed)
     shuffle = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) if seed is None else seed)
     modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
+    with evaluating(*modules), torch.no_grad():
+        # create the guide's (and model's) parameters before optimisation; eval mode so that
+        # BatchNorm statistics are untouched, zeros so that bad data is reported by batch below
+        guide(torch.zeros_like(x[:2]))
     for m in modules:
         m.train()
-    guide(x[:batch_size])  # create the guide's parameters (and the model's) before optimisation
     if lrt is None:
         lrt = bool(getattr(guide, "exact_lrt", False))
 
@@ -143,17 +149,22 @@ def fit(
         ckpt.check_compatible(state, checkpoint)
         ckpt.restore_params(state)
         ckpt.restore_buffers(state, *modules)
-        optim.set_state(state["optim"])
         history = History(list(state["history"]))
         start_epoch = int(state["epoch"])
+        # the saved Adam states carry the last step's lr; the first resumed step has its own
+        next_lr = lr * (lr_schedule(start_epoch) if lr_schedule else 1.0)
+        for opt_state in state["optim"].values():
+            for group in opt_state["param_groups"]:
+                group["lr"] = next_lr
+        optim.set_state(state["optim"])
         ckpt.set_rng_state(state["rng"], shuffle)
 
     n, steps_per_epoch = x.shape[0], math.ceil(x.shape[0] / batch_size)
+    bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, disable=not progress, unit="step")
     for epoch in range(start_epoch + 1, epochs + 1):
         t0, sums = time.perf_counter(), {"elbo": 0.0, "data": 0.0, "kl": 0.0}
         order = torch.randperm(n, generator=shuffle)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
-        for b in bar:
+        for b in range(steps_per_epoch):
             t = epoch - 1 + b / steps_per_epoch
             idx = order[b * batch_size : (b + 1) * batch_size]
             xb, yb = x[idx], y[idx]
@@ -166,8 +177,9 @@ def fit(
                 raise FloatingPointError(f"epoch {epoch}, batch {b}: the loss is {loss}; parameters were not saved")
             for k in sums:
                 sums[k] += elbo.last[k]
+            bar.update()
             if progress and b % 10 == 0:
-                bar.set_postfix(elbo=f"{elbo.last['elbo']:.4g}")
+                bar.set_postfix(epoch=f"{epoch}/{epochs}", elbo=f"{elbo.last['elbo']:.5g}", refresh=False)
         metrics = {"epoch": epoch, **{k: v / steps_per_epoch for k, v in sums.items()}}
         metrics.update(lr=lr * (lr_schedule(epoch) if lr_schedule else 1.0), kl_weight=kl_weight(epoch))
         metrics.update({f"log_alpha/{k}": v for k, v in site_log_alpha(guide).items()})
@@ -201,6 +213,7 @@ def fit(
             )
         for cb in callbacks:
             cb(epoch, metrics)
+    bar.close()
     return history
 
 

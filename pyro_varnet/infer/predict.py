@@ -64,7 +64,7 @@ def predict(
     mode: str = "ensemble",
     num_samples: int = 20,
     batch_size: int = 1000,
-    lrt: bool | None = None,
+    lrt: bool = False,
     max_objects: int = 20000,
 ) -> torch.Tensor:
     r"""Predictive log-probabilities, shape (N, classes), of a model that returns logits.
@@ -76,15 +76,14 @@ def predict(
         approximation (VN §4.3).
     :param int batch_size: objects per forward pass.
     :param bool lrt: sample the ensemble by local reparameterization (each copy of an
-        object gets independent noise, all K samples in one pass); default: when the
-        guide says its families are all Gaussian (``guide.exact_lrt``).
+        object gets independent noise, all K samples in one pass). Off by default: K direct
+        weight samples cost K plain forward passes, while LRT runs a mean and a variance op
+        per layer; both give the same Monte Carlo estimate of the predictive per object.
     :param int max_objects: upper bound on objects × samples in one pass under LRT.
     """
     check_choice("prediction mode", mode, MODES)
     if mode in ("ensemble", "zero_mean") and num_samples < 1:
         raise ValueError(f"expected num_samples >= 1, got {num_samples}")
-    if lrt is None:
-        lrt = bool(getattr(guide, "exact_lrt", False))
     modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
     with evaluating(*modules):
         if mode == "sample":  # one weight sample shared by every batch

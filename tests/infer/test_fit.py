@@ -1,0 +1,163 @@
+"""fit(): resume equivalence, checkpoint safety, bad data, schedules and metrics."""
+
+import math
+
+import pyro
+import pytest
+import torch
+
+from pyro_varnet.data import toy_problem
+from pyro_varnet.guides import NetworkGuide, ZeroMean
+from pyro_varnet.infer import CheckpointError, fit, kl_warmup, linear_decay, load_checkpoint
+from pyro_varnet.models import MLP, Classifier, LeNet5
+
+
+def _setup(batchnorm=False):
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)  # the same initial weights for every run of a test
+    if batchnorm:
+        net = LeNet5(batchnorm=True, bayesian=["fc1", "fc2"])
+        x = torch.rand(60, 1, 28, 28)
+        y = torch.randint(0, 10, (60,))
+    else:
+        net = MLP([2, 16, 8, 4])
+        x, y = toy_problem(20, seed=3)
+    model = Classifier(net, num_data=len(x))
+    guide = NetworkGuide(model, default="layer", families={"fc2": ZeroMean()} if not batchnorm else {})
+    return model, guide, (x, y)
+
+
+def _params():
+    store = pyro.get_param_store()
+    return {k: store._params[k].detach().clone() for k in store.keys()}
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_resume_equals_uninterrupted_run(tmp_path, batchnorm):
+    kwargs = dict(epochs=4, batch_size=16, lr=1e-2, lr_schedule="linear", seed=7, progress=False)
+    model, guide, data = _setup(batchnorm)
+    full = fit(model, guide, data, checkpoint=tmp_path / "a.pt", **kwargs)
+    expected = _params()
+    buffers = {k: b.clone() for k, b in model.named_buffers()}
+
+    def stop_after_two(epoch, metrics):
+        if epoch == 2:
+            raise Interrupt
+
+    model, guide, data = _setup(batchnorm)
+    with pytest.raises(Interrupt):
+        fit(model, guide, data, checkpoint=tmp_path / "b.pt", callbacks=[stop_after_two], **kwargs)
+    torch.manual_seed(12345)  # the RNG moves on in between: resume must restore it
+    model, guide, data = _setup(batchnorm)  # a fresh process: new modules, empty param store
+    resumed = fit(model, guide, data, checkpoint=tmp_path / "b.pt", resume=True, **kwargs)
+    actual = _params()
+    assert set(actual) == set(expected)
+    for k in expected:
+        assert torch.equal(actual[k], expected[k]), k
+    for k, b in model.named_buffers():
+        assert torch.equal(b, buffers[k]), k
+    assert [e["elbo"] for e in resumed] == [e["elbo"] for e in full]
+
+
+def test_existing_checkpoint_is_not_overwritten(tmp_path):
+    path = tmp_path / "run.pt"
+    path.write_bytes(b"precious")
+    model, guide, data = _setup()
+    with pytest.raises(FileExistsError, match="resume=True"):
+        fit(model, guide, data, checkpoint=path, progress=False)
+    assert path.read_bytes() == b"precious"
+
+
+def test_corrupt_checkpoint_gives_clear_error_and_is_kept(tmp_path):
+    model, guide, data = _setup()
+    path = tmp_path / "run.pt"
+    fit(model, guide, data, epochs=1, checkpoint=path, progress=False)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])  # truncated, as by a crash without atomic writes
+    model, guide, data = _setup()
+    with pytest.raises(CheckpointError, match="corrupt"):
+        fit(model, guide, data, epochs=2, checkpoint=path, resume=True, progress=False)
+    assert path.read_bytes() == blob[: len(blob) // 2]
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="corrupt or not a pyro-varnet checkpoint"):
+        load_checkpoint(path)
+
+
+def test_incompatible_checkpoint(tmp_path):
+    model, guide, data = _setup()
+    path = tmp_path / "run.pt"
+    fit(model, guide, data, epochs=1, checkpoint=path, progress=False)
+    pyro.clear_param_store()
+    x, y = data
+    model = Classifier(MLP([2, 32, 4]), num_data=len(x))
+    with pytest.raises(CheckpointError, match="different model or guide"):
+        fit(model, NetworkGuide(model), data, epochs=2, checkpoint=path, resume=True, progress=False)
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    model, guide, data = _setup()
+    fit(model, guide, data, epochs=2, checkpoint=tmp_path / "run.pt", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"]
+    state = load_checkpoint(tmp_path / "run.pt")
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+
+
+def test_nan_batch_is_named():
+    model, guide, (x, y) = _setup()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    x = x.clone()
+    x[order[37]] = float("nan")  # row 37 of the shuffled order: batch 2 (batch size 16), row 5
+    with pytest.raises(ValueError, match=r"epoch 1, batch 2: inputs contain NaN or inf \(rows \[5\]"):
+        fit(model, guide, (x, y), batch_size=16, seed=0, progress=False)
+
+
+def test_bad_arguments():
+    model, guide, (x, y) = _setup()
+    with pytest.raises(TypeError, match="tuple"):
+        fit(model, guide, [x], progress=False)
+    with pytest.raises(ValueError, match="same"):
+        fit(model, guide, (x, y[:-1]), progress=False)
+    with pytest.raises(ValueError, match="evaluation mode"):
+        fit(model, guide, (x, y), test_data=(x, y), eval_modes=("median",), progress=False)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        fit(model, guide, (x, y), lr_schedule="cosine", progress=False)
+
+
+def test_metrics_history_and_schedules():
+    model, guide, (x, y) = _setup()
+    h = fit(
+        model,
+        guide,
+        (x, y),
+        epochs=3,
+        batch_size=20,
+        lr=1e-2,
+        lr_schedule="linear",
+        warmup_epochs=2,
+        test_data=(x, y),
+        eval_modes=("mean", "ensemble", "zero_mean"),
+        eval_samples=5,
+        progress=False,
+        seed=0,
+    )
+    assert len(h) == 3 and h["epoch"] == [1, 2, 3]
+    assert h["kl_weight"] == [0.5, 1.0, 1.0]
+    assert h["lr"] == pytest.approx([1e-2 * 2 / 3, 1e-2 / 3, 0.0])
+    last = h.last
+    assert math.isclose(last["elbo"], last["data"] - last["kl"], rel_tol=1e-9)
+    assert last["log_alpha/net.fc2.weight"] == math.inf and math.isfinite(last["log_alpha/net.fc1.weight"])
+    for k in ("test_acc_mean", "test_acc_ensemble", "test_acc_zero_mean", "train_nll_mean"):
+        assert 0 <= last[k] <= 1 or k.startswith("train_nll")
+    assert list(h.to_dataframe().columns)[:2] == ["epoch", "elbo"]
+
+
+def test_schedule_helpers():
+    assert linear_decay(10)(5) == 0.5 and linear_decay(10)(12) == 0.0
+    w = kl_warmup(5, 20)
+    assert w(0) == 0.0 and w(12.5) == 0.5 and w(30) == 1.0
+    with pytest.raises(ValueError):
+        kl_warmup(5, 2)

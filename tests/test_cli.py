@@ -1,0 +1,54 @@
+"""The varnet command: the demo's claims (VN §3.2) and a smoke run of train on MNIST."""
+
+import json
+import os
+
+import pytest
+
+from pyro_varnet import cli, data
+
+HAVE_MNIST = os.path.isdir(os.path.join(os.environ.get(data.ENV_VAR, "/nonexistent"), "MNIST", "raw"))
+
+
+@pytest.mark.integration
+def test_demo_default_reaches_the_papers_claims(tmp_path, capsys):
+    # the real default run (about 15 s): ensemble >= 99 %, mean propagation at chance
+    assert cli.main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    for line in ("ELBO decomposition", "data term", "mean propagation", "test-time averaging"):
+        assert line in printed
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["test_accuracy"]["ensemble"] >= 0.99
+    assert report["test_accuracy"]["mean"] <= 0.30
+    assert report["elbo"]["kl"] == 0.0
+    png = (tmp_path / "bottleneck.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_parse_guide():
+    assert cli.parse_guide("layer") == ("layer", {})
+    assert cli.parse_guide("zero-mean-fc1") == ("layer", {"fc1": "zero-mean"})
+    assert cli.parse_guide("zero-mean-fc1+fc2") == ("layer", {"fc1": "zero-mean", "fc2": "zero-mean"})
+    assert cli.parse_guide("fc1=zero-mean,default=neuron") == ("neuron", {"fc1": "zero-mean"})
+    with pytest.raises(ValueError, match="cannot read guide"):
+        cli.parse_guide("gaussian")
+    with pytest.raises(ValueError, match="unknown family"):
+        cli.parse_guide("fc1=bernoulli")
+
+
+def test_train_reports_missing_data(tmp_path, capsys):
+    code = cli.main(["train", "--data-root", str(tmp_path), "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 2 and "MNIST not found" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not HAVE_MNIST, reason="MNIST not present under $PYRO_VARNET_DATA")
+def test_train_smoke_and_resume(tmp_path, capsys):
+    args = ["train", "--model", "lenet5", "--guide", "zero-mean-fc1", "--limit", "400", "--out", str(tmp_path)]
+    assert cli.main([*args, "--epochs", "1", "--no-progress"]) == 0
+    assert (tmp_path / "checkpoint.pt").is_file()
+    assert cli.main([*args, "--epochs", "1", "--no-progress"]) == 2  # refuses to overwrite the run
+    assert "resume=True" in capsys.readouterr().err
+    assert cli.main([*args, "--epochs", "2", "--resume", "--no-progress"]) == 0
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]

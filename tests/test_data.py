@@ -1,0 +1,45 @@
+"""Data: the embedded toy problem, MNIST through torchvision, clear errors when missing."""
+
+import os
+
+import pytest
+import torch
+
+from pyro_varnet import data
+
+
+def test_toy_problem_matches_vn_section_3_2():
+    x, y = data.toy_problem(2000, seed=0)
+    assert x.shape == (8000, 2) and torch.bincount(y).tolist() == [2000] * 4
+    for c, center in enumerate(data.TOY_CENTERS):
+        pts = x[y == c]
+        # mean within 5 SE (sd 1, n = 2000); identity covariance within 5 SE of a variance
+        assert ((pts.mean(0) - torch.tensor(center)).abs() < 5 / 2000**0.5).all()
+        cov = torch.cov(pts.T)
+        assert ((cov - torch.eye(2)).abs() < 5 * (2 / 2000) ** 0.5).all()
+    x2, y2 = data.toy_problem(2000, seed=0)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    with pytest.raises(ValueError):
+        data.toy_problem(0)
+
+
+def test_missing_dataset_says_where_to_put_it(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match=r"MNIST/raw"):
+        data.load_mnist(tmp_path)
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
+        data.load_cifar10(tmp_path)
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    with pytest.raises(FileNotFoundError, match=data.ENV_VAR):
+        data.load_mnist()
+
+
+@pytest.mark.skipif(
+    not os.path.isdir(os.path.join(os.environ.get(data.ENV_VAR, "/nonexistent"), "MNIST", "raw")),
+    reason="MNIST not present under $PYRO_VARNET_DATA",
+)
+def test_mnist_from_shared_folder():
+    x, y = data.load_mnist(train=False)
+    assert x.shape == (10000, 1, 28, 28) and x.dtype == torch.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    # counts from shared/data/README.md
+    assert torch.bincount(y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
