@@ -15,7 +15,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from pyro_varnet._checks import check_choice
-from pyro_varnet.distributions import ZeroMeanNormal, log_alpha_of
+from pyro_varnet.distributions import GaussianDropoutNormal, ZeroMeanNormal, log_alpha_of
 
 GRANULARITIES = ("layer", "neuron", "weight")
 
@@ -66,7 +66,7 @@ class ZeroMeanSite(SiteGuide):
         return self.sigma.abs().clamp_min(torch.finfo(self.sigma.dtype).tiny)
 
     def base(self) -> ZeroMeanNormal:
-        return ZeroMeanNormal(self.scale())
+        return ZeroMeanNormal(self.scale(), validate_args=False)
 
     def log_alpha(self) -> torch.Tensor:
         return torch.full(self.shape, math.inf)
@@ -86,9 +86,9 @@ class GaussianDropoutSite(SiteGuide):
         self.theta = nn.Parameter(_uniform_init(self.shape))
         self.log_alpha_param = nn.Parameter(torch.full(alpha_shape, float(init_log_alpha)))
 
-    def base(self) -> dist.Normal:
-        abs_theta = self.theta.abs().clamp_min(torch.finfo(self.theta.dtype).tiny)
-        return dist.Normal(self.theta, (0.5 * self.log_alpha_param).exp() * abs_theta)
+    def base(self) -> GaussianDropoutNormal:
+        # valid by construction (scale = sqrt(alpha)|theta| > 0): no per-step argument checks
+        return GaussianDropoutNormal(self.theta, self.log_alpha_param, validate_args=False)
 
     def log_alpha(self) -> torch.Tensor:
         return self.log_alpha_param.expand(self.shape)
@@ -103,7 +103,7 @@ class AdditiveSite(SiteGuide):
         self.log_sigma2 = nn.Parameter(torch.full(self.shape, float(init_log_sigma2)))
 
     def base(self) -> dist.Normal:
-        return dist.Normal(self.mu, (0.5 * self.log_sigma2).exp())
+        return dist.Normal(self.mu, (0.5 * self.log_sigma2).exp(), validate_args=False)
 
 
 class Family:

@@ -116,25 +116,30 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def train(args: argparse.Namespace) -> int:
-    from .guides import NetworkGuide
-    from .infer import fit
-    from .models import Classifier
-
-    default, families = parse_guide(args.guide)
-    out = Path(args.out or f"runs/{args.model}-{args.guide}-{args.prior}")
-    out.mkdir(parents=True, exist_ok=True)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
+def _load(args):
     x, y = datasets.load_mnist(args.data_root, train=True)
     xt, yt = datasets.load_mnist(args.data_root, train=False)
     if args.limit:
         x, y, xt, yt = x[: args.limit], y[: args.limit], xt[: args.limit], yt[: args.limit]
+    return (x, y), (xt, yt)
+
+
+def _run(args, guide_spec: str, out: Path, train_data, test_data):
+    """Train one (model, guide) pair as ``varnet train`` does; returns model, guide, history."""
+    from .guides import NetworkGuide
+    from .infer import fit
+    from .models import Classifier
+
+    default, families = parse_guide(guide_spec)
+    out.mkdir(parents=True, exist_ok=True)
     pyro.clear_param_store()
-    model = Classifier(_models()[args.model](args.prior), num_data=len(x))
+    model = Classifier(_models()[args.model](args.prior), num_data=len(train_data[0]))
     guide = NetworkGuide(model, default=default, families=families)
-    print(f"{args.model} on MNIST ({len(x)} train / {len(xt)} test), guide {args.guide}, prior {args.prior}")
+    print(
+        f"{args.model} on MNIST ({len(train_data[0])} train / {len(test_data[0])} test), guide {guide_spec}, "
+        f"prior {args.prior}",
+        flush=True,
+    )
 
     def log(epoch, m):
         accs = "  ".join(f"{k[9:]} {100 * v:.2f}%" for k, v in m.items() if k.startswith("test_acc_"))
@@ -149,14 +154,15 @@ def train(args: argparse.Namespace) -> int:
     history = fit(
         model,
         guide,
-        (x, y),
+        train_data,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         lr_schedule=None if args.lr_schedule == "constant" else args.lr_schedule,
-        test_data=(xt, yt),
-        eval_modes=("mean", "sample", "ensemble"),
+        test_data=test_data,
+        eval_modes=args.eval_modes.split(","),
         eval_samples=args.eval_samples,
+        eval_every=args.eval_every,
         seed=args.seed,
         checkpoint=out / "checkpoint.pt",
         resume=args.resume,
@@ -164,8 +170,86 @@ def train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     history.to_dataframe().to_csv(out / "history.csv", index=False)
+    return model, guide, history
+
+
+def train(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    train_data, test_data = _load(args)
+    out = Path(args.out or f"runs/{args.model}-{args.guide}-{args.prior}")
+    _run(args, args.guide, out, train_data, test_data)
     print(f"done in {time.perf_counter() - t0:.0f} s; checkpoint and metrics in {out}/")
     return 0
+
+
+def compare_guides(args: argparse.Namespace) -> int:
+    from .analysis import compare, elbo_report, plot_kl_priors, plot_phase_transition, plot_sample_accuracies
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    train_data, test_data = _load(args)
+    out = Path(args.out or f"reports/compare-{args.model}-{args.prior}")
+    reports = {}
+    for spec in args.guides.split(","):
+        model, guide, history = _run(args, spec, out / spec, train_data, test_data)
+        report = elbo_report(
+            model,
+            guide,
+            train_data,
+            test_data,
+            num_samples=args.eval_samples,
+            num_draws=args.draws,
+            name=spec,
+            history=history,
+        )
+        report.save(out / f"{spec}.nc")
+        plot_phase_transition(history, out / f"phase_transition_{spec}.png", title=f"{spec}: phase transition")
+        plot_sample_accuracies(
+            report.sample_accuracies, report.metrics["acc_ensemble"], out / f"sample_accuracies_{spec}.png"
+        )
+        reports[spec] = report
+    table, markdown, az_table = compare(reports)
+    plot_kl_priors(out / "kl_priors.png")
+    (out / "table.md").write_text(markdown + "\n")
+    summary = {
+        name: {
+            "elbo": r.elbo,
+            "data": r.data,
+            "kl": r.kl,
+            **r.metrics,
+            "log_alpha": r.log_alpha,
+            "mmd_bound": r.mmd_bound,
+        }
+        for name, r in reports.items()
+    }
+    (out / "report.json").write_text(json.dumps(summary, indent=2))
+    print("\nVN Table 1 as measured (ELBO, data term and KL in nats):\n" + markdown)
+    if az_table is not None:
+        az_table.to_csv(out / "az_compare.csv")
+        print("\naz.compare on pointwise test log-likelihoods (LOO):\n" + az_table.to_string())
+    print(f"\nreport in {out}/ ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+def _add_training_args(t: argparse.ArgumentParser) -> None:
+    t.add_argument("--model", choices=MODELS, default="lenet5")
+    t.add_argument("--prior", choices=PRIORS, default="log-uniform")
+    t.add_argument("--epochs", type=int, default=1)
+    t.add_argument("--batch-size", type=int, default=200)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr-schedule", choices=("linear", "constant"), default="linear")
+    t.add_argument("--eval-modes", default="mean,sample,ensemble", help="comma list of mean,sample,ensemble,zero_mean")
+    t.add_argument("--eval-samples", type=int, default=20)
+    t.add_argument("--eval-every", type=int, default=1)
+    t.add_argument("--data-root", default=None, help=f"folder holding MNIST/raw (default ${datasets.ENV_VAR})")
+    t.add_argument("--resume", action="store_true", help="continue the run(s) in --out from the checkpoint(s)")
+    t.add_argument("--limit", type=int, default=0, help="use only the first N train and test images (smoke runs)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--no-progress", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,22 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=demo)
     t = sub.add_parser("train", help="train a paper model on MNIST")
-    t.add_argument("--model", choices=MODELS, default="lenet5")
     t.add_argument("--guide", default="zero-mean-fc1", help="layer | zero-mean-fc1 | fc1=zero-mean,default=neuron ...")
-    t.add_argument("--prior", choices=PRIORS, default="log-uniform")
-    t.add_argument("--epochs", type=int, default=1)
-    t.add_argument("--batch-size", type=int, default=200)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--lr-schedule", choices=("linear", "constant"), default="linear")
-    t.add_argument("--eval-samples", type=int, default=20)
-    t.add_argument("--data-root", default=None, help=f"folder holding MNIST/raw (default ${datasets.ENV_VAR})")
     t.add_argument("--out", default=None, help="run folder (checkpoint.pt, metrics.jsonl, history.csv)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    t.add_argument("--limit", type=int, default=0, help="use only the first N train and test images (smoke runs)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=0)
-    t.add_argument("--no-progress", action="store_true")
+    _add_training_args(t)
     t.set_defaults(func=train)
+    c = sub.add_parser("compare", help="train several guides and compare their ELBO reports (VN Table 1)")
+    c.add_argument("--guides", default="zero-mean-fc1,layer,neuron,weight,additive", help="comma list of guide specs")
+    c.add_argument("--out", default=None, help="report folder")
+    c.add_argument("--draws", type=int, default=50, help="single weight samples for Fig. 4 and LOO")
+    _add_training_args(c)
+    c.set_defaults(func=compare_guides)
     return p
 
 

@@ -1,6 +1,28 @@
-"""ELBO decomposition, prediction-mode evaluation and the papers' figures."""
+"""ELBO decomposition and reports, ArviZ export, comparison tables and the papers' figures."""
 
 from .elbo import elbo_decomposition
-from .plots import layer_samples, plot_bottleneck
+from .plots import (
+    kl_student_t_quadrature,
+    layer_samples,
+    plot_activation_levels,
+    plot_bottleneck,
+    plot_kl_priors,
+    plot_phase_transition,
+    plot_sample_accuracies,
+)
+from .report import ELBOReport, compare, elbo_report, mmd_bound
 
-__all__ = ["elbo_decomposition", "layer_samples", "plot_bottleneck"]
+__all__ = [
+    "ELBOReport",
+    "compare",
+    "elbo_decomposition",
+    "elbo_report",
+    "kl_student_t_quadrature",
+    "layer_samples",
+    "mmd_bound",
+    "plot_activation_levels",
+    "plot_bottleneck",
+    "plot_kl_priors",
+    "plot_phase_transition",
+    "plot_sample_accuracies",
+]

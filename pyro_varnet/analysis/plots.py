@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 
@@ -66,3 +67,100 @@ def plot_bottleneck(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return fig
+
+
+def _save(fig: Figure, path) -> Figure:
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_phase_transition(history, path=None, title: str = "Phase transition (VN Fig. 3)") -> Figure:
+    """Test accuracy per epoch in each prediction mode recorded by :func:`~pyro_varnet.infer.fit`."""
+    df = history.to_dataframe() if hasattr(history, "to_dataframe") else history
+    labels = {
+        "test_acc_mean": "deterministic (mean propagation)",
+        "test_acc_sample": "one sample",
+        "test_acc_ensemble": "ensemble",
+        "test_acc_zero_mean": "zero-mean approximation",
+    }
+    cols = [c for c in labels if c in df.columns]
+    if not cols:
+        raise ValueError("the history has no test accuracies; train with test_data=... to record them")
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for c in cols:
+        rows = df[c].notna()
+        ax.plot(df["epoch"][rows], 100 * df[c][rows], marker="o", ms=3, label=labels[c])
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=title, ylim=(0, 100))
+    ax.legend()
+    return _save(fig, path)
+
+
+def kl_student_t_quadrature(log_alpha: float, df: float, loc: float = 1.0) -> float:
+    r"""KL(N(μ, αμ²) ‖ St(ν)) by adaptive quadrature (VN eq. 9-10), for plots and tests."""
+    from scipy import integrate, special, stats
+
+    sigma = abs(loc) * math.exp(log_alpha / 2)
+    log_norm = special.gammaln((df + 1) / 2) - special.gammaln(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def f(e):
+        w = loc + sigma * e
+        return stats.norm.pdf(e) * (log_norm - (df + 1) / 2 * math.log1p(w * w / df))
+
+    pole = -loc / sigma
+    pts = [pole] if abs(pole) < 12 else None
+    cross, _ = integrate.quad(f, -12, 12, points=pts, limit=500)
+    entropy = 0.5 * math.log(2 * math.pi * math.e * sigma**2)
+    return -entropy - cross
+
+
+def plot_kl_priors(path=None, dfs=(1e-1, 1e-4, 1e-16)) -> Figure:
+    """KL between the Gaussian dropout posterior and the log-uniform, ARD (at its optimum) and
+    Student-t priors as a function of log α (VN Fig. 2), each shifted to 0 at log α = 8."""
+    from ..distributions import kl_ard_optimal, kl_log_uniform
+
+    grid = torch.linspace(-6, 8, 57, dtype=torch.float64)
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    lu = kl_log_uniform(grid)
+    ax.plot(grid, lu - lu[-1], lw=3, label="log-uniform (Sparse VD approx.)")
+    ard = kl_ard_optimal(grid)
+    ax.plot(grid, ard - ard[-1], label="ARD, optimal λ: ½ log(1 + 1/α)")
+    for nu in dfs:
+        st = torch.tensor([kl_student_t_quadrature(float(la), nu) for la in grid])
+        ax.plot(grid, st - st[-1], ls="--", label=f"Student-t, ν = {nu:g} (μ = 1)")
+    ax.set(xlabel="log α", ylabel="KL(q ‖ p) − KL at log α = 8 (nats)", title="KL vs log α (VN Fig. 2)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_sample_accuracies(sample_accuracies, ensemble_accuracy: float, path=None) -> Figure:
+    """Histogram of single-weight-sample test accuracies against the ensemble's (VN Fig. 4)."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.hist([100 * a for a in sample_accuracies], bins=20, color="tab:blue", alpha=0.8, label="one weight sample")
+    ax.axvline(100 * ensemble_accuracy, color="tab:red", lw=2, label="test-time averaging")
+    ax.set(xlabel="test accuracy (%)", ylabel="count", title="Single samples vs ensemble (VN Fig. 4)")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_activation_levels(
+    model, guide, module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, path=None, neurons=4, samples=20, seed=0
+) -> Figure:
+    """Distributions of a variance layer's activations log10|b| per class for a few neurons (VN Fig. 9)."""
+    acts = layer_samples(model, guide, module, x, samples).flatten(2)  # (samples, N, units)
+    g = torch.Generator().manual_seed(seed)
+    units = torch.randperm(acts.shape[-1], generator=g)[:neurons].tolist()
+    fig = Figure(figsize=(3.2 * neurons, 3.2))
+    axes = fig.subplots(1, neurons, squeeze=False)[0]
+    for ax, u in zip(axes, units):
+        for c in y.unique().tolist():
+            v = acts[:, y == c, u].abs().clamp_min(1e-12).log10().flatten()
+            ax.hist(v.numpy(), bins=40, density=True, histtype="step", label=str(c))
+        ax.set(title=f"unit {u}", xlabel="log10 |b|")
+    axes[0].legend(title="class", fontsize=6, ncol=2)
+    fig.suptitle("Variance-layer activation levels per class (VN Fig. 9)")
+    return _save(fig, path)

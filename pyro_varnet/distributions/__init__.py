@@ -1,7 +1,8 @@
 """Priors and variational building blocks of pyro-varnet (one distribution per file)."""
 
 from .ard import ARD, optimal_ard_scale
-from .kl import kl_ard_optimal, kl_log_uniform, log_alpha_of
+from .gaussian_dropout_normal import GaussianDropoutNormal
+from .kl import has_analytic_kl, kl_ard_optimal, kl_log_uniform, log_alpha_of
 from .log_uniform import LogUniform
 from .priors import PRIORS, make_prior
 from .student_t import StudentTPrior
@@ -10,11 +11,13 @@ from .zero_mean_normal import ZeroMeanNormal
 
 __all__ = [
     "ARD",
+    "GaussianDropoutNormal",
     "LogUniform",
     "PRIORS",
     "StudentTPrior",
     "TruncatedNormal",
     "ZeroMeanNormal",
+    "has_analytic_kl",
     "kl_ard_optimal",
     "kl_log_uniform",
     "log_alpha_of",

@@ -9,6 +9,7 @@ from pyro.distributions import Normal, Uniform
 from torch.distributions import kl_divergence, register_kl
 
 from .ard import ARD
+from .gaussian_dropout_normal import GaussianDropoutNormal
 from .log_uniform import LogUniform
 from .truncated_normal import TruncatedNormal
 from .zero_mean_normal import ZeroMeanNormal
@@ -55,6 +56,12 @@ def _kl_normal_log_uniform(q: Normal, p: LogUniform) -> torch.Tensor:
     return kl_log_uniform(log_alpha_of(q.loc, q.scale))
 
 
+@register_kl(GaussianDropoutNormal, LogUniform)
+def _kl_gaussian_dropout_log_uniform(q: GaussianDropoutNormal, p: LogUniform) -> torch.Tensor:
+    # one KL per distinct alpha (a scalar for a layer-wise alpha), broadcast to the weights
+    return kl_log_uniform(q.log_alpha).expand(q.batch_shape)
+
+
 @register_kl(ZeroMeanNormal, LogUniform)
 def _kl_zero_mean_log_uniform(q: ZeroMeanNormal, p: LogUniform) -> torch.Tensor:
     # VN appendix F: constant in sigma; the constant is 0 by the choice above.
@@ -76,4 +83,17 @@ def _kl_truncated_normal_uniform(q: TruncatedNormal, p: Uniform) -> torch.Tensor
     return torch.where(inside, kl, torch.full_like(kl, math.inf))
 
 
-__all__ = ["K1", "K2", "K3", "kl_ard_optimal", "kl_divergence", "kl_log_uniform", "log_alpha_of"]
+def has_analytic_kl(q, p) -> bool:
+    """Whether ``kl_divergence(q, p)`` has a registered closed form (through ``to_event``)."""
+    from torch.distributions import Independent
+    from torch.distributions.kl import _dispatch_kl
+
+    nq = np = 0
+    while isinstance(q, Independent):
+        nq, q = nq + q.reinterpreted_batch_ndims, q.base_dist
+    while isinstance(p, Independent):
+        np, p = np + p.reinterpreted_batch_ndims, p.base_dist
+    return nq == np and _dispatch_kl(type(q), type(p)) is not NotImplemented
+
+
+__all__ = ["K1", "has_analytic_kl", "K2", "K3", "kl_ard_optimal", "kl_divergence", "kl_log_uniform", "log_alpha_of"]

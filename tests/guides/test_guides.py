@@ -67,7 +67,11 @@ def test_composition_per_site():
     guide = NetworkGuide(model, default="layer", families={"fc1": ZeroMean(), "*.fc3.*": "additive"})
     tr = pyro.poutine.trace(guide).get_trace(torch.randn(2, 4))
     kinds = {n: type(unwrap(tr.nodes[n]["fn"])[0]).__name__ for n in guide.site_names}
-    assert kinds == {"net.fc1.weight": "ZeroMeanNormal", "net.fc2.weight": "Normal", "net.fc3.weight": "Normal"}
+    assert kinds == {
+        "net.fc1.weight": "ZeroMeanNormal",
+        "net.fc2.weight": "GaussianDropoutNormal",
+        "net.fc3.weight": "Normal",
+    }
     assert guide.site("net.fc2.weight").log_alpha_param.shape == ()  # layer-wise
     assert hasattr(guide.site("net.fc3.weight"), "log_sigma2")  # additive
     assert guide.exact_lrt
