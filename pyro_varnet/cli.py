@@ -201,6 +201,7 @@ def compare_guides(args: argparse.Namespace) -> int:
             train_data,
             test_data,
             num_samples=args.eval_samples,
+            elbo_samples=args.elbo_samples,
             num_draws=args.draws,
             name=spec,
             history=history,
@@ -271,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="train several guides and compare their ELBO reports (VN Table 1)")
     c.add_argument("--guides", default="zero-mean-fc1,layer,neuron,weight,additive", help="comma list of guide specs")
     c.add_argument("--out", default=None, help="report folder")
-    c.add_argument("--draws", type=int, default=50, help="single weight samples for Fig. 4 and LOO")
+    c.add_argument("--draws", type=int, default=20, help="single weight samples for Fig. 4 and LOO")
+    c.add_argument("--elbo-samples", type=int, default=3, help="passes over the training set for the data term")
     _add_training_args(c)
     c.set_defaults(func=compare_guides)
     return p

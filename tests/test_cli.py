@@ -52,3 +52,22 @@ def test_train_smoke_and_resume(tmp_path, capsys):
     assert cli.main([*args, "--epochs", "2", "--resume", "--no-progress"]) == 0
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not HAVE_MNIST, reason="MNIST not present under $PYRO_VARNET_DATA")
+def test_compare_smoke_writes_report(tmp_path, capsys):
+    import warnings
+
+    args = ["compare", "--guides", "zero-mean-fc1,additive", "--limit", "300", "--epochs", "1", "--draws", "8"]
+    with warnings.catch_warnings():  # 8 draws: ArviZ rightly warns that Pareto-k is unreliable
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+        assert cli.main([*args, "--eval-samples", "4", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "| Metric | zero-mean-fc1 | additive |" in out and "elpd_loo" in out
+    for name in ("table.md", "report.json", "az_compare.csv", "kl_priors.png", "zero-mean-fc1.nc", "additive.nc"):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "phase_transition_additive.png").is_file()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["zero-mean-fc1"]["log_alpha"]["net.fc1.weight"] == float("inf")
+    assert "net.conv1.weight" in report["zero-mean-fc1"]["mmd_bound"]
