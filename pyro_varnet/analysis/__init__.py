@@ -10,6 +10,7 @@ from .plots import (
     plot_phase_transition,
     plot_sample_accuracies,
 )
+from .pruning import plot_prune_curve, prune_curve
 from .report import ELBOReport, compare, elbo_report, mmd_bound
 
 __all__ = [
@@ -24,5 +25,7 @@ __all__ = [
     "plot_bottleneck",
     "plot_kl_priors",
     "plot_phase_transition",
+    "plot_prune_curve",
     "plot_sample_accuracies",
+    "prune_curve",
 ]

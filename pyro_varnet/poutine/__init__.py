@@ -1,18 +1,25 @@
 """Effect handlers of pyro-varnet: one ``XxxMessenger`` per file, lowercase aliases in handlers."""
 
-from .handlers import local_reparameterization, mean_propagation, scale_latent, zero_mean_approximation
+from .flipout_messenger import FlipoutMessenger
+from .handlers import flipout, local_reparameterization, mean_propagation, prune, scale_latent, zero_mean_approximation
 from .local_reparameterization_messenger import LocalReparameterizationMessenger
 from .mean_propagation_messenger import MeanPropagationMessenger
+from .prune_messenger import PruneMessenger, prune_mask
 from .scale_latent_messenger import ScaleLatentMessenger
 from .zero_mean_approximation_messenger import ZeroMeanApproximationMessenger
 
 __all__ = [
+    "FlipoutMessenger",
     "LocalReparameterizationMessenger",
     "MeanPropagationMessenger",
+    "PruneMessenger",
     "ScaleLatentMessenger",
     "ZeroMeanApproximationMessenger",
+    "flipout",
     "local_reparameterization",
     "mean_propagation",
+    "prune",
+    "prune_mask",
     "scale_latent",
     "zero_mean_approximation",
 ]

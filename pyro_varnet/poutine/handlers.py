@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pyro.poutine.handlers import _make_handler
 
+from .flipout_messenger import FlipoutMessenger
 from .local_reparameterization_messenger import LocalReparameterizationMessenger
 from .mean_propagation_messenger import MeanPropagationMessenger
+from .prune_messenger import PruneMessenger
 from .scale_latent_messenger import ScaleLatentMessenger
 from .zero_mean_approximation_messenger import ZeroMeanApproximationMessenger
 
@@ -24,3 +26,11 @@ def zero_mean_approximation(fn=None, sites=None): ...
 
 @_make_handler(ScaleLatentMessenger, __name__)
 def scale_latent(fn=None, scale=1.0): ...
+
+
+@_make_handler(PruneMessenger, __name__)
+def prune(fn=None, threshold=0.0, sites=None): ...
+
+
+@_make_handler(FlipoutMessenger, __name__)
+def flipout(fn=None): ...

@@ -108,9 +108,9 @@ def test_lrt_handler_clears_and_checks_eps():
         local_reparameterization(eps=-1.0)
     with local_reparameterization() as h:
         w = pyro.sample("w", ZeroMeanNormal(torch.ones(3, 4)).to_event(2))
-        assert len(h._moments) == 1
+        assert len(h._drawn) == 1
         del w  # entries are weak: they go with the sampled tensor
-        assert len(h._moments) == 0
+        assert len(h._drawn) == 0
         w = pyro.sample("w", ZeroMeanNormal(torch.ones(3, 4)).to_event(2))
-        assert len(h._moments) == 1
-    assert len(h._moments) == 0 and w.shape == (3, 4)  # the registry is cleared on exit
+        assert len(h._drawn) == 1
+    assert len(h._drawn) == 0 and w.shape == (3, 4)  # the registry is cleared on exit

@@ -1,0 +1,58 @@
+"""Pruning by σ: weights whose posterior standard deviation is below a threshold become 0."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from pyro.distributions import Delta, Normal
+from pyro.poutine.messenger import Messenger
+
+from .._sites import rewrap, selected, unwrap
+from ..distributions import ZeroMeanNormal
+
+
+def prune_mask(scale: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``True`` where a weight is kept: σ ≥ ``threshold``."""
+    return scale >= threshold
+
+
+class PruneMessenger(Messenger):
+    r"""Zero every Gaussian weight whose σ is below ``threshold`` (mean and variance alike).
+
+    Magnitude pruning of a variance layer's σ (VN §6.1, Fig. 5): a weight with a small
+    variance contributes little to the variance of the activations. A pruned weight is
+    exactly 0 in samples, in local reparameterization and under mean propagation (nest it
+    inside :func:`mean_propagation`, which fixes values as soon as it sees a site; the
+    other order raises).
+
+    :param float threshold: σ below which a weight is removed (≥ 0).
+    :param sites: names, globs or module paths to prune; ``None`` for every global site.
+
+    **References**: VN Fig. 5; Han et al. 2015.
+    """
+
+    def __init__(self, threshold: float, sites: Iterable[str] | None = None) -> None:
+        if not threshold >= 0:
+            raise ValueError(f"expected a pruning threshold >= 0, got {threshold}")
+        super().__init__()
+        self.threshold = threshold
+        self.sites = None if sites is None else list(sites)
+
+    def _pyro_sample(self, msg) -> None:
+        base, ndims = unwrap(msg["fn"])
+        if msg["done"] and isinstance(base, Delta) and selected({**msg, "done": False}, self.sites):
+            raise ValueError(
+                f"prune: site {msg['name']!r} was already set to its mean by a handler inside this one; "
+                "nest prune inside mean_propagation (with mean_propagation(): with prune(...): ...)"
+            )
+        if not selected(msg, self.sites):
+            return
+        if not isinstance(base, Normal):
+            return
+        keep = prune_mask(base.scale, self.threshold).to(base.scale.dtype)
+        if isinstance(base, ZeroMeanNormal):
+            pruned = ZeroMeanNormal(base.scale * keep, validate_args=False)
+        else:
+            pruned = Normal(base.loc * keep, base.scale * keep, validate_args=False)
+        msg["fn"] = rewrap(pruned, ndims)

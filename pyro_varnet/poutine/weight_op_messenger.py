@@ -1,0 +1,80 @@
+"""Base of the handlers that replace a layer op given how its sampled weight was drawn."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import torch.nn.functional as F
+from pyro.distributions import Delta
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+from torch.utils.weak import WeakIdKeyDictionary
+
+from .._sites import unwrap
+
+_signature = functools.lru_cache(maxsize=None)(inspect.signature)
+#: op type -> (plain op, how a bias of shape (out,) broadcasts against its output)
+OPS = {"linear": (F.linear, lambda b: b), "conv2d": (F.conv2d, lambda b: b[:, None, None])}
+
+
+class WeightOpMessenger(Messenger):
+    """Remembers, for every tensor drawn at a latent sample site, what :meth:`_record` makes of
+    its distribution; then answers ``linear``/``conv2d`` effects whose weight is such a tensor
+    with :meth:`_answer`. Values replayed or conditioned from elsewhere keep what was
+    remembered when they were drawn; never-sampled tensors (parameters) run the plain op.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._drawn = WeakIdKeyDictionary()
+        self._given: set[int] = set()
+
+    def __exit__(self, *args, **kwargs):
+        self._drawn = WeakIdKeyDictionary()
+        return super().__exit__(*args, **kwargs)
+
+    def _record(self, name: str, base) -> object:
+        raise NotImplementedError
+
+    def _answer(self, op, bias_view, x, weight_info, bias_info, w, b, kwargs):
+        raise NotImplementedError
+
+    def _pyro_sample(self, msg) -> None:
+        if msg["done"] or msg["value"] is not None:
+            self._given.add(id(msg))
+
+    def _pyro_post_sample(self, msg) -> None:
+        value = msg["value"]
+        if id(msg) in self._given:
+            self._given.discard(id(msg))
+            return
+        if msg["is_observed"] or site_is_subsample(msg) or value in self._drawn:
+            return
+        base, _ = unwrap(msg["fn"])
+        if not isinstance(base, Delta):  # a point mass is an ordinary parameter
+            self._drawn[value] = self._record(msg["name"], base)
+
+    def _lookup(self, tensor):
+        info = None if tensor is None else self._drawn.get(tensor)
+        if isinstance(info, Exception):
+            raise info
+        return info
+
+    def _pyro_linear(self, msg) -> None:
+        self._dispatch(msg)
+
+    def _pyro_conv2d(self, msg) -> None:
+        self._dispatch(msg)
+
+    def _dispatch(self, msg) -> None:
+        if msg["done"]:
+            return
+        args = _signature(msg["fn"]).bind(*msg["args"], **msg["kwargs"]).arguments
+        x, w, b = args.pop("x"), args.pop("weight"), args.pop("bias", None)
+        w_info = self._lookup(w)
+        if w_info is None:
+            return  # deterministic weight: the plain op runs
+        op, bias_view = OPS[msg["type"]]
+        msg["value"] = self._answer(op, bias_view, x, w_info, self._lookup(b), w, b, args)
+        msg["done"] = True
