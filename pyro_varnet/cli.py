@@ -117,6 +117,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def _load(args):
+    if args.threads:
+        torch.set_num_threads(args.threads)
     x, y = datasets.load_mnist(args.data_root, train=True)
     xt, yt = datasets.load_mnist(args.data_root, train=False)
     if args.limit:
@@ -174,8 +176,6 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
 
 
 def train(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     train_data, test_data = _load(args)
     out = Path(args.out or f"runs/{args.model}-{args.guide}-{args.prior}")
@@ -187,8 +187,6 @@ def train(args: argparse.Namespace) -> int:
 def compare_guides(args: argparse.Namespace) -> int:
     from .analysis import compare, elbo_report, plot_kl_priors, plot_phase_transition, plot_sample_accuracies
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     train_data, test_data = _load(args)
     out = Path(args.out or f"reports/compare-{args.model}-{args.prior}")
