@@ -27,6 +27,10 @@ class _BayesLayer(PyroModule):
 
     def _init_weight(self, shape: torch.Size, prior: PriorSpec, prior_scale: float, df: float) -> None:
         self.prior = prior
+        if not (isinstance(prior_scale, int | float) and prior_scale > 0 and math.isfinite(prior_scale)):
+            raise ValueError(f"expected prior_scale to be a positive finite number, got {prior_scale!r}")
+        if not df > 0:
+            raise ValueError(f"expected degrees of freedom df > 0, got {df}")
         fan_in = math.prod(shape[1:])
         if prior is None:
             self.weight = nn.Parameter(torch.empty(shape).uniform_(-1, 1) / math.sqrt(fan_in))

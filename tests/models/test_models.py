@@ -79,6 +79,10 @@ def test_bias_is_deterministic_parameter():
 def test_bad_layer_arguments():
     with pytest.raises(ValueError, match="positive int"):
         BayesLinear(0, 3)
+    with pytest.raises(ValueError, match="prior_scale"):
+        BayesLinear(3, 2, prior="ard", prior_scale=-1.0)
+    with pytest.raises(ValueError, match="df > 0"):
+        BayesLinear(3, 2, prior="student-t", df=0.0)
     with pytest.raises(ValueError, match="divisible"):
         BayesConv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="expected prior"):
