@@ -15,7 +15,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from pyro_varnet._checks import check_choice
-from pyro_varnet.distributions import GaussianDropoutNormal, ZeroMeanNormal, log_alpha_of
+from pyro_varnet.distributions import GaussianDropoutNormal, SymmetricUniform, ZeroMeanNormal, log_alpha_of
 
 GRANULARITIES = ("layer", "neuron", "weight")
 
@@ -106,6 +106,24 @@ class AdditiveSite(SiteGuide):
         return dist.Normal(self.mu, (0.5 * self.log_sigma2).exp(), validate_args=False)
 
 
+class UniformVarianceSite(SiteGuide):
+    r""":math:`q(w) = \theta\,U(-1, 1)`, a uniform variance layer; θ stored signed (|θ| is used)."""
+
+    exact_lrt = False  # not Gaussian: direct sampling, flipout or moment-matched LRT
+
+    def __init__(self, shape: torch.Size, init_scale: float | None = None):
+        super().__init__(shape)
+        # Var U(-θ, θ) = θ²/3: start with the variance of the Gaussian families' U(±1/√fan_in) init
+        theta = _uniform_init(self.shape) if init_scale is None else torch.full(self.shape, float(init_scale))
+        self.theta = nn.Parameter(theta)
+
+    def base(self) -> SymmetricUniform:
+        return SymmetricUniform(self.theta.abs().clamp_min(torch.finfo(self.theta.dtype).tiny), validate_args=False)
+
+    def log_alpha(self) -> torch.Tensor:
+        return torch.full(self.shape, math.inf)
+
+
 class Family:
     """A variational family: a recipe that builds a :class:`SiteGuide` for a weight shape."""
 
@@ -176,12 +194,34 @@ class Additive(Family):
         return AdditiveSite(shape, self.init_log_sigma2)
 
 
+class UniformVariance(Family):
+    r"""Uniform variance layer :math:`w = \theta\,\varepsilon`, :math:`\varepsilon \sim U(-1, 1)` (VN §3.3).
+
+    Not Gaussian, so it trains by direct weight sampling (or under ``flipout`` or
+    ``local_reparameterization(moment_matching=True)``, the fast-dropout approximation).
+    Its KL to the log-uniform prior is a constant (0.361 nats per weight).
+
+    :param float init_scale: constant initial θ; default U(±1/√fan_in) per weight.
+    """
+
+    name = "uniform"
+
+    def __init__(self, init_scale: float | None = None) -> None:
+        if init_scale is not None and not init_scale > 0:
+            raise ValueError(f"expected init_scale > 0, got {init_scale}")
+        self.init_scale = init_scale
+
+    def build(self, shape: torch.Size) -> SiteGuide:
+        return UniformVarianceSite(shape, self.init_scale)
+
+
 FAMILIES = {
     "zero-mean": ZeroMean,
     "layer": lambda: GaussianDropout("layer"),
     "neuron": lambda: GaussianDropout("neuron"),
     "weight": lambda: GaussianDropout("weight"),
     "additive": Additive,
+    "uniform": UniformVariance,
 }
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from pyro_varnet.guides import make_family
 
-FAMILY_NAMES = ("zero-mean", "layer", "neuron", "weight", "additive")
+FAMILY_NAMES = ("zero-mean", "layer", "neuron", "weight", "additive")  # the Gaussian families (VN eq. 14)
 SHAPES = {"linear": (3, 4), "conv2d": (3, 2, 3, 3)}
 
 

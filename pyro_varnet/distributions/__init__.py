@@ -2,19 +2,22 @@
 
 from .ard import ARD, optimal_ard_scale
 from .gaussian_dropout_normal import GaussianDropoutNormal
-from .kl import has_analytic_kl, kl_ard_optimal, kl_log_uniform, log_alpha_of
+from .kl import KL_UNIFORM_LOG_UNIFORM, has_analytic_kl, kl_ard_optimal, kl_log_uniform, log_alpha_of
 from .log_uniform import LogUniform
 from .priors import PRIORS, make_prior
 from .student_t import StudentTPrior
+from .symmetric_uniform import SymmetricUniform
 from .truncated_normal import TruncatedNormal
 from .zero_mean_normal import ZeroMeanNormal
 
 __all__ = [
     "ARD",
     "GaussianDropoutNormal",
+    "KL_UNIFORM_LOG_UNIFORM",
     "LogUniform",
     "PRIORS",
     "StudentTPrior",
+    "SymmetricUniform",
     "TruncatedNormal",
     "ZeroMeanNormal",
     "has_analytic_kl",

@@ -11,6 +11,7 @@ from torch.distributions import kl_divergence, register_kl
 from .ard import ARD
 from .gaussian_dropout_normal import GaussianDropoutNormal
 from .log_uniform import LogUniform
+from .symmetric_uniform import SymmetricUniform
 from .truncated_normal import TruncatedNormal
 from .zero_mean_normal import ZeroMeanNormal
 
@@ -68,6 +69,18 @@ def _kl_zero_mean_log_uniform(q: ZeroMeanNormal, p: LogUniform) -> torch.Tensor:
     return torch.zeros_like(q.scale)
 
 
+#: KL(U(-a, a) || LogU) with the constant above: E log q - E log(1/|w|) = -log 2 - 1, plus
+#: 0.5 log(2 pi e) + (gamma + log 2)/2 (which makes a zero-mean Gaussian's KL exactly 0).
+KL_UNIFORM_LOG_UNIFORM = (
+    0.5 * math.log(2 * math.pi * math.e) + 0.5 * (0.5772156649015329 + math.log(2)) - math.log(2) - 1
+)
+
+
+@register_kl(SymmetricUniform, LogUniform)
+def _kl_symmetric_uniform_log_uniform(q: SymmetricUniform, p: LogUniform) -> torch.Tensor:
+    return torch.full_like(q.scale, KL_UNIFORM_LOG_UNIFORM)
+
+
 @register_kl(Normal, ARD)
 def _kl_normal_ard(q: Normal, p: ARD) -> torch.Tensor:
     var_ratio = (q.scale / p.scale).square()
@@ -96,4 +109,14 @@ def has_analytic_kl(q, p) -> bool:
     return nq == np and _dispatch_kl(type(q), type(p)) is not NotImplemented
 
 
-__all__ = ["K1", "has_analytic_kl", "K2", "K3", "kl_ard_optimal", "kl_divergence", "kl_log_uniform", "log_alpha_of"]
+__all__ = [
+    "K1",
+    "KL_UNIFORM_LOG_UNIFORM",
+    "has_analytic_kl",
+    "K2",
+    "K3",
+    "kl_ard_optimal",
+    "kl_divergence",
+    "kl_log_uniform",
+    "log_alpha_of",
+]

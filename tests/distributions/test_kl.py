@@ -11,7 +11,9 @@ from torch.distributions import kl_divergence
 
 from pyro_varnet.distributions import (
     ARD,
+    KL_UNIFORM_LOG_UNIFORM,
     LogUniform,
+    SymmetricUniform,
     TruncatedNormal,
     ZeroMeanNormal,
     kl_ard_optimal,
@@ -155,3 +157,13 @@ def test_truncated_normal_uniform_kl_against_quadrature(mu, sigma):
 def test_truncated_normal_uniform_kl_infinite_outside_support():
     q = TruncatedNormal(torch.tensor(0.5), torch.tensor(0.2), -1.0, 1.0)
     assert kl_divergence(q, dist.Uniform(torch.tensor(0.0), torch.tensor(1.0))).item() == math.inf
+
+
+@pytest.mark.parametrize("a", [1e-3, 0.7, 25.0])
+def test_symmetric_uniform_log_uniform_kl_is_constant(a):
+    # E_q log q - E_q log(1/|w|) by quadrature, plus the constant that zeroes a zero-mean Gaussian
+    inner, _ = integrate.quad(lambda w: (math.log(1 / (2 * a)) + math.log(abs(w))) / (2 * a), -a, a, points=[0.0])
+    const = 0.5 * math.log(2 * math.pi * math.e) + EULER_C
+    kl = kl_divergence(SymmetricUniform(torch.tensor([a], dtype=torch.float64)), LogUniform((1,)))
+    assert kl.item() == pytest.approx(inner + const, abs=1e-8)
+    assert KL_UNIFORM_LOG_UNIFORM == pytest.approx(0.3610, abs=1e-4)

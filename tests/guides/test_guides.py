@@ -1,5 +1,6 @@
 """Guide families: every family x {linear, conv} x {LRT on, off} trains; composition; errors."""
 
+import contextlib
 import math
 
 import pyro
@@ -15,11 +16,12 @@ from pyro_varnet.guides import (
     Additive,
     GaussianDropout,
     NetworkGuide,
+    UniformVariance,
     ZeroMean,
     make_family,
 )
 from pyro_varnet.models import MLP, BayesConv2d, BayesLinear, Classifier
-from pyro_varnet.poutine import local_reparameterization
+from pyro_varnet.poutine import flipout, local_reparameterization
 from tests.helpers import FAMILY_NAMES
 
 
@@ -127,4 +129,27 @@ def test_guide_with_predictive_and_trace():
     pred = Predictive(model, guide=guide, num_samples=7, return_sites=["obs", "logits", "net.fc1.weight"])(x)
     assert pred["obs"].shape == (7, 5) and pred["logits"].shape == (7, 5, 3)
     assert pred["net.fc1.weight"].squeeze(1).shape == (7, 6, 4)
-    assert set(FAMILIES) == set(FAMILY_NAMES)
+    assert set(FAMILIES) == set(FAMILY_NAMES) | {"uniform"}
+
+
+@pytest.mark.parametrize("how", ["direct", "flipout", "moment-matched LRT"])
+def test_uniform_variance_layer_trains(how):
+    x, y, net = _data("linear")
+    model = Classifier(net, num_data=len(x))
+    guide = NetworkGuide(model, default="layer", families={"fc1": UniformVariance()})
+    guide(x)
+    assert not guide.exact_lrt
+    handler = {
+        "direct": contextlib.nullcontext,
+        "flipout": flipout,
+        "moment-matched LRT": lambda: local_reparameterization(moment_matching=True),
+    }[how]
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.05}), TraceMeanField_ELBO())
+    losses = []
+    for _ in range(40):
+        with handler():
+            losses.append(svi.step(x, y))
+    assert all(math.isfinite(v) for v in losses)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    with local_reparameterization(), pytest.raises(TypeError, match="moment_matching"):
+        svi.step(x, y)
