@@ -21,10 +21,10 @@ def _models():
     from . import models
 
     return {
-        "lenet5": lambda prior: models.LeNet5(prior=prior),
-        "lenet5-bn": lambda prior: models.LeNet5(prior=prior, batchnorm=True),
-        "lenet300-100": lambda prior: models.LeNet300_100(prior=prior),
-        "lenet500-300": lambda prior: models.LeNet500_300(prior=prior),
+        "lenet5": lambda prior, bayesian: models.LeNet5(bayesian, prior=prior),
+        "lenet5-bn": lambda prior, bayesian: models.LeNet5(bayesian, prior=prior, batchnorm=True),
+        "lenet300-100": lambda prior, bayesian: models.LeNet300_100(bayesian, prior=prior),
+        "lenet500-300": lambda prior, bayesian: models.LeNet500_300(bayesian, prior=prior),
     }
 
 
@@ -135,7 +135,8 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
     default, families = parse_guide(guide_spec)
     out.mkdir(parents=True, exist_ok=True)
     pyro.clear_param_store()
-    model = Classifier(_models()[args.model](args.prior), num_data=len(train_data[0]))
+    bayesian = args.bayesian.split(",") if args.bayesian else None
+    model = Classifier(_models()[args.model](args.prior, bayesian), num_data=len(train_data[0]))
     guide = NetworkGuide(model, default=default, families=families)
     print(
         f"{args.model} on MNIST ({len(train_data[0])} train / {len(test_data[0])} test), guide {guide_spec}, "
@@ -236,6 +237,7 @@ def compare_guides(args: argparse.Namespace) -> int:
 def _add_training_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--model", choices=MODELS, default="lenet5")
     t.add_argument("--prior", choices=PRIORS, default="log-uniform")
+    t.add_argument("--bayesian", default="", help="comma list of layers with a prior (default all); the rest are det")
     t.add_argument("--epochs", type=int, default=1)
     t.add_argument("--batch-size", type=int, default=200)
     t.add_argument("--lr", type=float, default=1e-3)
