@@ -1,6 +1,5 @@
 """The notebooks run green in smoke mode; every notebook in notebooks/ must be listed here."""
 
-import os
 from pathlib import Path
 
 import nbformat

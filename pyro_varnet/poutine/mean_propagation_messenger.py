@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from pyro.distributions import Delta
-from pyro.poutine.messenger import Messenger
 
-from .._sites import selected
+from .site_messenger import SiteMessenger
 
 
-class MeanPropagationMessenger(Messenger):
+class MeanPropagationMessenger(SiteMessenger):
     r"""Set each latent sample site to its mean, :math:`p(t \mid x, \mathbb{E}_q W)`.
 
     The site's distribution becomes a :class:`~pyro.distributions.Delta` at the mean, so a
@@ -23,12 +20,8 @@ class MeanPropagationMessenger(Messenger):
     **References**: VN eq. 3; Srivastava et al. 2014.
     """
 
-    def __init__(self, sites: Iterable[str] | None = None) -> None:
-        super().__init__()
-        self.sites = None if sites is None else list(sites)
-
     def _pyro_sample(self, msg) -> None:
-        if not selected(msg, self.sites):
+        if not self._selected(msg):
             return
         fn = msg["fn"]
         try:

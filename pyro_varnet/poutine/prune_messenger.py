@@ -6,10 +6,10 @@ from collections.abc import Iterable
 
 import torch
 from pyro.distributions import Delta, Normal
-from pyro.poutine.messenger import Messenger
 
-from .._sites import rewrap, selected, unwrap
+from .._sites import rewrap, unwrap
 from ..distributions import ZeroMeanNormal
+from .site_messenger import SiteMessenger
 
 
 def prune_mask(scale: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -17,7 +17,7 @@ def prune_mask(scale: torch.Tensor, threshold: float) -> torch.Tensor:
     return scale >= threshold
 
 
-class PruneMessenger(Messenger):
+class PruneMessenger(SiteMessenger):
     r"""Zero every Gaussian weight whose σ is below ``threshold`` (mean and variance alike).
 
     Magnitude pruning of a variance layer's σ (VN §6.1, Fig. 5): a weight with a small
@@ -35,18 +35,17 @@ class PruneMessenger(Messenger):
     def __init__(self, threshold: float, sites: Iterable[str] | None = None) -> None:
         if not threshold >= 0:
             raise ValueError(f"expected a pruning threshold >= 0, got {threshold}")
-        super().__init__()
+        super().__init__(sites)
         self.threshold = threshold
-        self.sites = None if sites is None else list(sites)
 
     def _pyro_sample(self, msg) -> None:
         base, ndims = unwrap(msg["fn"])
-        if msg["done"] and isinstance(base, Delta) and selected({**msg, "done": False}, self.sites):
+        if msg["done"] and isinstance(base, Delta) and self._selected({**msg, "done": False}):
             raise ValueError(
                 f"prune: site {msg['name']!r} was already set to its mean by a handler inside this one; "
                 "nest prune inside mean_propagation (with mean_propagation(): with prune(...): ...)"
             )
-        if not selected(msg, self.sites):
+        if not self._selected(msg):
             return
         if not isinstance(base, Normal):
             return

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from pyro.distributions import Normal
-from pyro.poutine.messenger import Messenger
 
-from .._sites import rewrap, selected, unwrap
+from .._sites import rewrap, unwrap
 from ..distributions import ZeroMeanNormal
+from .site_messenger import SiteMessenger
 
 
-class ZeroMeanApproximationMessenger(Messenger):
+class ZeroMeanApproximationMessenger(SiteMessenger):
     r"""Replace each Gaussian latent site :math:`\mathcal{N}(\mu, \sigma^2)` by :math:`\mathcal{N}(0, \sigma^2)`.
 
     Applied to a Gaussian-dropout posterior :math:`\mathcal{N}(\theta, \alpha\theta^2)` this
@@ -24,12 +22,8 @@ class ZeroMeanApproximationMessenger(Messenger):
     **References**: VN §4.3, Theorem 1, Fig. 3.
     """
 
-    def __init__(self, sites: Iterable[str] | None = None) -> None:
-        super().__init__()
-        self.sites = None if sites is None else list(sites)
-
     def _pyro_sample(self, msg) -> None:
-        if not selected(msg, self.sites):
+        if not self._selected(msg):
             return
         base, ndims = unwrap(msg["fn"])
         if isinstance(base, Normal) and not isinstance(base, ZeroMeanNormal):
