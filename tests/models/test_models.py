@@ -108,3 +108,20 @@ def test_bad_inputs_raise_clear_errors():
         model(torch.randn(3, 2), torch.zeros(2, dtype=torch.long))
     with pytest.raises(TypeError, match="floating point"):
         model(torch.zeros(3, 2, dtype=torch.long))
+
+
+def test_antisymmetric_network_has_zero_mean_logits_under_mean_propagation():
+    # VN appendix C: tanh and no biases keep a variance layer's mean activation exactly 0
+    from pyro_varnet.guides import ZeroMean
+    from pyro_varnet.infer.predict import run_once
+    from pyro_varnet.poutine import mean_propagation
+
+    net = LeNet5(bayesian=["conv2"], activation="tanh", bias=False)
+    model = Classifier(net, num_data=10)
+    guide = NetworkGuide(model, default=ZeroMean())
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad(), mean_propagation():
+        logits = run_once(model, guide, x)
+    assert torch.equal(logits, torch.zeros(3, 10))
+    with torch.no_grad():
+        assert run_once(model, guide, x).abs().sum() > 0
