@@ -21,9 +21,8 @@ def layer_samples(
     noise draws each under local reparameterization: shape (samples, N, *out)."""
     captured = []
     hook = module.register_forward_hook(lambda m, args, out: captured.append(out.detach()))
-    modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
     try:
-        with evaluating(*modules), local_reparameterization():
+        with evaluating(model, guide), local_reparameterization():
             run_once(model, guide, x.repeat(samples_per_point, *([1] * (x.dim() - 1))))
     finally:
         hook.remove()

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from pyro import poutine
 
 from .._sites import unwrap
 from ..infer.history import History
-from ..infer.predict import MODES, accuracy, evaluating, nll, predict
+from ..infer.predict import accuracy, evaluating, nll, one_sample, predict
 from .elbo import elbo_decomposition
 
 TABLE_ROWS = (
@@ -101,20 +100,17 @@ def _site_sigma_norms(guide) -> dict[str, float]:
 
 @torch.no_grad()
 def _draws(model, guide, x, y, num_draws, batch_size):
-    """Per weight draw: pointwise test log-likelihood, accuracy and weight norms."""
-    logliks, accs, norms = [], [], {}
-    modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
-    with evaluating(*modules):
+    """Per weight draw: pointwise test log-likelihood, accuracy, NLL and weight norms."""
+    logliks, accs, nlls, norms = [], [], [], {}
+    with evaluating(model, guide):
         for _ in range(num_draws):
-            guide_trace = poutine.trace(guide).get_trace(x[:1])
-            lp = torch.cat(
-                [torch.log_softmax(poutine.replay(model, guide_trace)(xb), -1) for xb in torch.split(x, batch_size)]
-            )
+            lp, guide_trace = one_sample(model, guide, x, batch_size)
             logliks.append(lp.gather(-1, y[:, None]).squeeze(-1).double().numpy())
             accs.append(accuracy(lp, y))
+            nlls.append(nll(lp, y))
             for name in getattr(guide, "site_names", []):
                 norms.setdefault(f"norm/{name}", []).append(float(guide_trace.nodes[name]["value"].norm()))
-    return np.stack(logliks), accs, {k: np.array(v) for k, v in norms.items()}
+    return np.stack(logliks), accs, float(np.mean(nlls)), {k: np.array(v) for k, v in norms.items()}
 
 
 def elbo_report(
@@ -144,7 +140,7 @@ def elbo_report(
     x_test, y_test = test_data
     elbo = elbo_decomposition(model, guide, train_data, num_samples=elbo_samples, batch_size=batch_size)
     metrics = {}
-    for mode in MODES:
+    for mode in ("mean", "ensemble", "zero_mean"):
         lp = predict(model, guide, x_test, mode=mode, num_samples=num_samples, batch_size=batch_size)
         metrics[f"acc_{mode}"], metrics[f"nll_{mode}"] = accuracy(lp, y_test), nll(lp, y_test)
     log_alpha = site_log_alpha(guide)
@@ -152,7 +148,8 @@ def elbo_report(
     for site, la in getattr(guide, "log_alpha", dict)().items():
         if torch.isfinite(la).all():
             bounds[site] = mmd_bound(la)
-    loglik, accs, norms = _draws(model, guide, x_test, y_test, num_draws, batch_size)
+    # "sample": one weight draw for the whole test set, averaged over the num_draws draws
+    loglik, accs, metrics["nll_sample"], norms = _draws(model, guide, x_test, y_test, num_draws, batch_size)
     metrics["acc_sample"] = float(np.mean(accs))
     return ELBOReport(
         name=name,

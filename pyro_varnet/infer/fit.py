@@ -131,7 +131,7 @@ def fit(
         pyro.set_rng_seed(seed)
     shuffle = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) if seed is None else seed)
     modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
-    with evaluating(*modules), torch.no_grad():
+    with evaluating(model, guide), torch.no_grad():
         # create the guide's (and model's) parameters before optimisation; eval mode so that
         # BatchNorm statistics are untouched, zeros so that bad data is reported by batch below
         guide(torch.zeros_like(x[:2]))

@@ -16,8 +16,10 @@ MODES = ("mean", "sample", "ensemble", "zero_mean")
 
 
 @contextlib.contextmanager
-def evaluating(*modules):
-    """Put modules in eval mode (BatchNorm running statistics) and restore their mode after."""
+def evaluating(*objects):
+    """Put the :class:`torch.nn.Module` among ``objects`` (model, guide, ...) in eval mode
+    (BatchNorm running statistics) and restore their mode after; other callables are ignored."""
+    modules = [m for m in objects if isinstance(m, torch.nn.Module)]
     modes = [m.training for m in modules]
     try:
         for m in modules:
@@ -32,6 +34,14 @@ def run_once(model: Callable, guide: Callable, x: torch.Tensor) -> torch.Tensor:
     """One pass: draw from the guide, replay the model on ``x``; returns the model's output."""
     guide_trace = poutine.trace(guide).get_trace(x)
     return poutine.replay(model, guide_trace)(x)
+
+
+def one_sample(model: Callable, guide: Callable, x: torch.Tensor, batch_size: int = 1000):
+    """Log-probabilities of ``x`` under ONE weight draw shared by every batch, and that draw's
+    guide trace (VN Fig. 4: the accuracy of individual weight samples)."""
+    guide_trace = poutine.trace(guide).get_trace(x[:1])
+    lp = torch.cat([torch.log_softmax(poutine.replay(model, guide_trace)(xb), -1) for xb in torch.split(x, batch_size)])
+    return lp, guide_trace
 
 
 def _ensemble(model, guide, x, num_samples, lrt, max_objects) -> torch.Tensor:
@@ -84,15 +94,10 @@ def predict(
     check_choice("prediction mode", mode, MODES)
     if mode in ("ensemble", "zero_mean") and num_samples < 1:
         raise ValueError(f"expected num_samples >= 1, got {num_samples}")
-    modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
-    with evaluating(*modules):
-        if mode == "sample":  # one weight sample shared by every batch
-            guide_trace = poutine.trace(guide).get_trace(x[:1])
-
-            def one(xb):
-                return torch.log_softmax(poutine.replay(model, guide_trace)(xb), -1)
-
-        elif mode == "mean":
+    with evaluating(model, guide):
+        if mode == "sample":
+            return one_sample(model, guide, x, batch_size)[0]
+        if mode == "mean":
 
             def one(xb):
                 with mean_propagation():
