@@ -15,7 +15,14 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from pyro_varnet._checks import check_choice
-from pyro_varnet.distributions import GaussianDropoutNormal, SymmetricUniform, ZeroMeanNormal, log_alpha_of
+from pyro_varnet.distributions import (
+    GaussianDropoutNormal,
+    InputDropout,
+    SymmetricBernoulli,
+    SymmetricUniform,
+    ZeroMeanNormal,
+    log_alpha_of,
+)
 
 GRANULARITIES = ("layer", "neuron", "weight")
 
@@ -106,22 +113,52 @@ class AdditiveSite(SiteGuide):
         return dist.Normal(self.mu, (0.5 * self.log_sigma2).exp(), validate_args=False)
 
 
-class UniformVarianceSite(SiteGuide):
-    r""":math:`q(w) = \theta\,U(-1, 1)`, a uniform variance layer; θ stored signed (|θ| is used)."""
+class SymmetricVarianceSite(SiteGuide):
+    r""":math:`q(w) = \theta\,\varepsilon` with a fixed zero-mean noise ε; θ stored signed (|θ| is used)."""
 
     exact_lrt = False  # not Gaussian: direct sampling, flipout or moment-matched LRT
+    distribution = SymmetricUniform
 
     def __init__(self, shape: torch.Size, init_scale: float | None = None):
         super().__init__(shape)
-        # Var U(-θ, θ) = θ²/3: start with the variance of the Gaussian families' U(±1/√fan_in) init
         theta = _uniform_init(self.shape) if init_scale is None else torch.full(self.shape, float(init_scale))
         self.theta = nn.Parameter(theta)
 
-    def base(self) -> SymmetricUniform:
-        return SymmetricUniform(self.theta.abs().clamp_min(torch.finfo(self.theta.dtype).tiny), validate_args=False)
+    def base(self) -> dist.Distribution:
+        scale = self.theta.abs().clamp_min(torch.finfo(self.theta.dtype).tiny)
+        return self.distribution(scale, validate_args=False)
 
     def log_alpha(self) -> torch.Tensor:
         return torch.full(self.shape, math.inf)
+
+
+class UniformVarianceSite(SymmetricVarianceSite):
+    r""":math:`q(w) = \theta\,U(-1, 1)`, a uniform variance layer (variance θ²/3)."""
+
+    distribution = SymmetricUniform
+
+
+class BernoulliVarianceSite(SymmetricVarianceSite):
+    r""":math:`q(w) = \pm\theta` with probability ½ each, a Bernoulli variance layer (variance θ²)."""
+
+    distribution = SymmetricBernoulli
+
+
+class DropoutSite(SiteGuide):
+    r"""Binary dropout of the layer's inputs, :math:`W = \theta\,\mathrm{diag}(z)/(1-p)`."""
+
+    exact_lrt = True  # local_reparameterization masks the inputs per object: exact dropout
+
+    def __init__(self, shape: torch.Size, p: float = 0.5):
+        super().__init__(shape)
+        self.p = p
+        self.theta = nn.Parameter(_uniform_init(self.shape))
+
+    def base(self) -> InputDropout:
+        return InputDropout(self.theta, self.p)
+
+    def log_alpha(self) -> torch.Tensor:
+        return torch.full(self.shape, math.log(self.p / (1 - self.p)) if self.p > 0 else -math.inf)
 
 
 class Family:
@@ -215,6 +252,44 @@ class UniformVariance(Family):
         return UniformVarianceSite(shape, self.init_scale)
 
 
+class BernoulliVariance(UniformVariance):
+    r"""Bernoulli variance layer :math:`w = \theta\,(2\varepsilon - 1)`, :math:`\varepsilon \sim
+    \mathrm{Bernoulli}(\tfrac12)` (VN §3.3).
+
+    Not Gaussian: trains by direct weight sampling, ``flipout`` or the moment-matched LRT
+    (variance θ², equal to a Gaussian variance layer under fast dropout). Its KL to the
+    log-uniform prior is infinite and constant in θ; it is registered as 0.
+
+    :param float init_scale: constant initial θ; default U(±1/√fan_in) per weight.
+    """
+
+    name = "bernoulli"
+
+    def build(self, shape: torch.Size) -> SiteGuide:
+        return BernoulliVarianceSite(shape, self.init_scale)
+
+
+class BinaryDropout(Family):
+    r"""Binary dropout of the layer's inputs with drop probability ``p`` — the "Dropout" rows of
+    VN Table 2 as a family (Gal & Ghahramani 2016), so a dropout network trains, predicts
+    (mean propagation = weight scaling rule) and reports like the variational ones.
+
+    :param float p: drop probability (default 0.5).
+    """
+
+    name = "dropout"
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not 0 <= p < 1:
+            raise ValueError(f"expected a drop probability 0 <= p < 1, got {p}")
+        self.p = p
+
+    def build(self, shape: torch.Size) -> SiteGuide:
+        if len(shape) < 2:
+            raise ValueError(f"binary dropout acts on a weight's inputs; got a site of shape {tuple(shape)}")
+        return DropoutSite(shape, self.p)
+
+
 FAMILIES = {
     "zero-mean": ZeroMean,
     "layer": lambda: GaussianDropout("layer"),
@@ -222,6 +297,9 @@ FAMILIES = {
     "weight": lambda: GaussianDropout("weight"),
     "additive": Additive,
     "uniform": UniformVariance,
+    "bernoulli": BernoulliVariance,
+    "dropout": BinaryDropout,
+    "zero-mean-signed": lambda: ZeroMean("signed"),
 }
 
 

@@ -2,10 +2,12 @@
 
 from .ard import ARD, optimal_ard_scale
 from .gaussian_dropout_normal import GaussianDropoutNormal
+from .input_dropout import InputDropout
 from .kl import KL_UNIFORM_LOG_UNIFORM, has_analytic_kl, kl_ard_optimal, kl_log_uniform, log_alpha_of
 from .log_uniform import LogUniform
 from .priors import PRIORS, make_prior
 from .student_t import StudentTPrior
+from .symmetric_bernoulli import SymmetricBernoulli
 from .symmetric_uniform import SymmetricUniform
 from .truncated_normal import TruncatedNormal
 from .zero_mean_normal import ZeroMeanNormal
@@ -13,10 +15,12 @@ from .zero_mean_normal import ZeroMeanNormal
 __all__ = [
     "ARD",
     "GaussianDropoutNormal",
+    "InputDropout",
     "KL_UNIFORM_LOG_UNIFORM",
     "LogUniform",
     "PRIORS",
     "StudentTPrior",
+    "SymmetricBernoulli",
     "SymmetricUniform",
     "TruncatedNormal",
     "ZeroMeanNormal",

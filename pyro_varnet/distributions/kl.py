@@ -10,7 +10,9 @@ from torch.distributions import kl_divergence, register_kl
 
 from .ard import ARD
 from .gaussian_dropout_normal import GaussianDropoutNormal
+from .input_dropout import InputDropout
 from .log_uniform import LogUniform
+from .symmetric_bernoulli import SymmetricBernoulli
 from .symmetric_uniform import SymmetricUniform
 from .truncated_normal import TruncatedNormal
 from .zero_mean_normal import ZeroMeanNormal
@@ -79,6 +81,14 @@ KL_UNIFORM_LOG_UNIFORM = (
 @register_kl(SymmetricUniform, LogUniform)
 def _kl_symmetric_uniform_log_uniform(q: SymmetricUniform, p: LogUniform) -> torch.Tensor:
     return torch.full_like(q.scale, KL_UNIFORM_LOG_UNIFORM)
+
+
+@register_kl(SymmetricBernoulli, LogUniform)
+@register_kl(InputDropout, LogUniform)
+def _kl_discrete_log_uniform(q, p) -> torch.Tensor:
+    # +inf for a q with atoms, but constant in its parameters (the prior is scale-invariant):
+    # dropped, so these layers train on the data term (see SymmetricBernoulli, InputDropout)
+    return torch.zeros(q.batch_shape, dtype=q.mean.dtype, device=q.mean.device)
 
 
 @register_kl(Normal, ARD)

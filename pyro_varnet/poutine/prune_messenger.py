@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
 from pyro.distributions import Delta, Normal
 
 from .._sites import rewrap, unwrap
-from ..distributions import ZeroMeanNormal
+from ..distributions import SymmetricBernoulli, SymmetricUniform, ZeroMeanNormal
 from .site_messenger import SiteMessenger
 
 
@@ -18,7 +19,9 @@ def prune_mask(scale: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 class PruneMessenger(SiteMessenger):
-    r"""Zero every Gaussian weight whose σ is below ``threshold`` (mean and variance alike).
+    r"""Zero every weight whose σ is below ``threshold`` (mean and variance alike).
+
+    Acts on Gaussian sites and on the uniform and Bernoulli variance layers (σ = θ/√3, θ).
 
     Magnitude pruning of a variance layer's σ (VN §6.1, Fig. 5): a weight with a small
     variance contributes little to the variance of the activations. A pruned weight is
@@ -46,6 +49,12 @@ class PruneMessenger(SiteMessenger):
                 "nest prune inside mean_propagation (with mean_propagation(): with prune(...): ...)"
             )
         if not self._selected(msg):
+            return
+        if isinstance(base, (SymmetricUniform, SymmetricBernoulli)):
+            # θ is the half-width / the atom, so σ = θ/√3 or θ; a pruned weight is exactly 0
+            sigma = base.scale / math.sqrt(3) if isinstance(base, SymmetricUniform) else base.scale
+            keep = prune_mask(sigma, self.threshold).to(base.scale.dtype)
+            msg["fn"] = rewrap(type(base)(base.scale * keep, validate_args=False), ndims)
             return
         if not isinstance(base, Normal):
             return

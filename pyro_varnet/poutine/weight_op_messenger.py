@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 
+import torch
 import torch.nn.functional as F
 from pyro.distributions import Delta
 from pyro.poutine.messenger import Messenger
@@ -12,16 +13,30 @@ from pyro.poutine.util import site_is_subsample
 from torch.utils.weak import WeakIdKeyDictionary
 
 from .._sites import unwrap
+from ..distributions import InputDropout
 
 _signature = functools.lru_cache(maxsize=None)(inspect.signature)
 #: op type -> (plain op, how a bias of shape (out,) broadcasts against its output)
 OPS = {"linear": (F.linear, lambda b: b), "conv2d": (F.conv2d, lambda b: b[:, None, None])}
 
 
+class _Dropout(tuple):
+    """Record of an :class:`InputDropout` weight: (θ, p)."""
+
+
+def _dropout_op(op, bias_view, x, theta, p, b, kwargs):
+    """Standard dropout: an independent keep/drop mask per object and input unit (channel)."""
+    keep = torch.rand(x.shape[:2] + (1,) * (x.dim() - 2), device=x.device) >= p
+    out = op(x * keep.to(x.dtype) / (1 - p), theta, None, **kwargs)
+    return out if b is None else out + bias_view(b)
+
+
 class WeightOpMessenger(Messenger):
     """Remembers, for every tensor drawn at a latent sample site, what :meth:`_record` makes of
     its distribution; then answers ``linear``/``conv2d`` effects whose weight is such a tensor
-    with :meth:`_answer`. Values replayed or conditioned from elsewhere keep what was
+    with :meth:`_answer`. A weight drawn from :class:`~pyro_varnet.distributions.InputDropout`
+    is answered by every such handler the same, exact way: a dropout mask per object on the
+    op's inputs (standard dropout). Values replayed or conditioned from elsewhere keep what was
     remembered when they were drawn; never-sampled tensors (parameters) run the plain op.
     """
 
@@ -52,7 +67,9 @@ class WeightOpMessenger(Messenger):
         if msg["is_observed"] or site_is_subsample(msg) or value in self._drawn:
             return
         base, _ = unwrap(msg["fn"])
-        if not isinstance(base, Delta):  # a point mass is an ordinary parameter
+        if isinstance(base, InputDropout):
+            self._drawn[value] = _Dropout((base.theta, base.p))
+        elif not isinstance(base, Delta):  # a point mass is an ordinary parameter
             self._drawn[value] = self._record(msg["name"], base)
 
     def _lookup(self, tensor):
@@ -76,5 +93,8 @@ class WeightOpMessenger(Messenger):
         if w_info is None:
             return  # deterministic weight: the plain op runs
         op, bias_view = OPS[msg["type"]]
+        if isinstance(w_info, _Dropout):
+            msg["value"], msg["done"] = _dropout_op(op, bias_view, x, *w_info, b, args), True
+            return
         msg["value"] = self._answer(op, bias_view, x, w_info, self._lookup(b), w, b, args)
         msg["done"] = True
