@@ -91,8 +91,6 @@ def test_pruned_symmetric_layers_are_exactly_zero():
         assert (w[~keep] == 0).all() and (w[keep] != 0).all()
 
 
-
-
 @pytest.mark.parametrize("family", ["bernoulli", "dropout"])
 def test_bernoulli_and_dropout_networks_train(family):
     pyro.clear_param_store()
