@@ -33,7 +33,9 @@ def test_parse_guide():
     with pytest.raises(ValueError, match="cannot read guide"):
         cli.parse_guide("gaussian")
     with pytest.raises(ValueError, match="unknown family"):
-        cli.parse_guide("fc1=bernoulli")
+        cli.parse_guide("fc1=gamma")
+    assert cli.parse_guide("zero-mean-log-fc1") == ("layer", {"fc1": "zero-mean-log"})
+    assert cli.parse_guide("fc1=bernoulli,default=dropout") == ("dropout", {"fc1": "bernoulli"})
 
 
 def test_train_reports_missing_data(tmp_path, capsys):
