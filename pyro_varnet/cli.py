@@ -126,18 +126,29 @@ def _load(args):
     return (x, y), (xt, yt)
 
 
-def _run(args, guide_spec: str, out: Path, train_data, test_data):
-    """Train one (model, guide) pair as ``varnet train`` does; returns model, guide, history."""
+RUN_ARGS = ("model", "prior", "bayesian", "epochs", "batch_size", "lr", "lr_schedule", "seed")
+
+
+def _build(model_name: str, prior: str, bayesian: str, guide_spec: str, num_data: int):
+    """A fresh (model, guide) pair as ``varnet train`` builds it (clears the param store)."""
     from .guides import NetworkGuide
-    from .infer import fit
     from .models import Classifier
 
     default, families = parse_guide(guide_spec)
-    out.mkdir(parents=True, exist_ok=True)
     pyro.clear_param_store()
-    bayesian = args.bayesian.split(",") if args.bayesian else None
-    model = Classifier(_models()[args.model](args.prior, bayesian), num_data=len(train_data[0]))
-    guide = NetworkGuide(model, default=default, families=families)
+    layers = bayesian.split(",") if bayesian else None
+    model = Classifier(_models()[model_name](prior, layers), num_data=num_data)
+    return model, NetworkGuide(model, default=default, families=families)
+
+
+def _run(args, guide_spec: str, out: Path, train_data, test_data):
+    """Train one (model, guide) pair as ``varnet train`` does; returns model, guide, history."""
+    from .infer import fit
+
+    out.mkdir(parents=True, exist_ok=True)
+    model, guide = _build(args.model, args.prior, args.bayesian, guide_spec, len(train_data[0]))
+    run_args = {k: getattr(args, k) for k in RUN_ARGS}
+    (out / "args.json").write_text(json.dumps({**run_args, "guide": guide_spec}, indent=2))
     print(
         f"{args.model} on MNIST ({len(train_data[0])} train / {len(test_data[0])} test), guide {guide_spec}, "
         f"prior {args.prior}",
@@ -182,6 +193,40 @@ def train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.model}-{args.guide}-{args.prior}")
     _run(args, args.guide, out, train_data, test_data)
     print(f"done in {time.perf_counter() - t0:.0f} s; checkpoint and metrics in {out}/")
+    return 0
+
+
+def prune_run(args: argparse.Namespace) -> int:
+    from .analysis import plot_prune_curve, prune_curve
+    from .infer import restore
+
+    run = Path(args.run)
+    if not (run / "args.json").exists() or not (run / "checkpoint.pt").exists():
+        raise FileNotFoundError(f"{run} is not a varnet train run folder (needs args.json and checkpoint.pt)")
+    spec = json.loads((run / "args.json").read_text())
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    x, y = datasets.load_mnist(args.data_root, train=True)
+    test = datasets.load_mnist(args.data_root, train=False)
+    if args.limit:
+        test = (test[0][: args.limit], test[1][: args.limit])
+    model, guide = _build(spec["model"], spec["prior"], spec["bayesian"], spec["guide"], len(x))
+    restore(model, guide, run / "checkpoint.pt", x)
+    site = args.site if "." in args.site else f"net.{args.site}.weight"
+    pyro.set_rng_seed(args.seed)
+    rows = prune_curve(model, guide, test, site, num_samples=args.samples)
+    base = rows[0]["accuracy"]
+    print(f"pruning {site} of {run} by sigma ({args.samples}-sample ensembles on {len(test[0])} test images)")
+    _print_table(
+        [("zeroed", "ensemble accuracy (change)")]
+        + [
+            (f"{100 * r['sparsity']:.1f} %", f"{100 * r['accuracy']:.2f} % ({100 * (r['accuracy'] - base):+.2f})")
+            for r in rows
+        ]
+    )
+    plot_prune_curve(rows, run / "prune.png", title=f"Pruning {site} by σ (VN Fig. 5)")
+    (run / "prune.json").write_text(json.dumps(rows, indent=2))
+    print(f"curve in {run}/prune.png, prune.json")
     return 0
 
 
@@ -276,6 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--elbo-samples", type=int, default=3, help="passes over the training set for the data term")
     _add_training_args(c)
     c.set_defaults(func=compare_guides)
+    r = sub.add_parser("prune", help="prune a trained run's layer by sigma: sparsity vs accuracy (VN Fig. 5)")
+    r.add_argument("run", help="a varnet train run folder (args.json, checkpoint.pt)")
+    r.add_argument("--site", default="fc1", help="layer name or full site name (default fc1)")
+    r.add_argument("--samples", type=int, default=20)
+    r.add_argument("--data-root", default=None)
+    r.add_argument("--limit", type=int, default=0, help="use only the first N test images (smoke runs)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--threads", type=int, default=0)
+    r.set_defaults(func=prune_run)
     return p
 
 

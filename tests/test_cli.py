@@ -54,6 +54,12 @@ def test_train_smoke_and_resume(tmp_path, capsys):
     assert cli.main([*args, "--epochs", "2", "--resume", "--no-progress"]) == 0
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    # the trained run can be reloaded from its folder and pruned (VN Fig. 5)
+    assert cli.main(["prune", str(tmp_path), "--samples", "2", "--limit", "200"]) == 0
+    rows = json.loads((tmp_path / "prune.json").read_text())
+    assert rows[0]["sparsity"] == 0.0 and rows[-1]["sparsity"] > 0.98
+    assert (tmp_path / "prune.png").is_file()
+    assert cli.main(["prune", str(tmp_path / "nothing")]) == 2
 
 
 @pytest.mark.integration

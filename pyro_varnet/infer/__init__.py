@@ -2,7 +2,7 @@
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .elbo import DecomposedELBO
-from .fit import evaluate, fit, site_log_alpha
+from .fit import evaluate, fit, restore, site_log_alpha
 from .history import History
 from .predict import MODES, accuracy, nll, predict
 from .schedules import constant, kl_warmup, linear_decay
@@ -21,6 +21,7 @@ __all__ = [
     "load_checkpoint",
     "nll",
     "predict",
+    "restore",
     "save_checkpoint",
     "site_log_alpha",
 ]

@@ -130,11 +130,7 @@ def fit(
     if seed is not None:
         pyro.set_rng_seed(seed)
     shuffle = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) if seed is None else seed)
-    modules = [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
-    with evaluating(model, guide), torch.no_grad():
-        # create the guide's (and model's) parameters before optimisation; eval mode so that
-        # BatchNorm statistics are untouched, zeros so that bad data is reported by batch below
-        guide(torch.zeros_like(x[:2]))
+    modules = _create_params(model, guide, x)
     for m in modules:
         m.train()
     if lrt is None:
@@ -215,6 +211,32 @@ def fit(
             cb(epoch, metrics)
     bar.close()
     return history
+
+
+def _create_params(model, guide, x: torch.Tensor) -> list[torch.nn.Module]:
+    """Create the guide's (and model's) parameters; returns the modules among the two.
+
+    Eval mode, so that BatchNorm statistics are untouched; zeros, so that bad data is
+    reported later by batch rather than here.
+    """
+    with evaluating(model, guide), torch.no_grad():
+        guide(torch.zeros_like(x[:2]))
+    return [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
+
+
+def restore(model: Callable, guide: Callable, checkpoint: str | os.PathLike, example_x: torch.Tensor) -> History:
+    """Load a trained ``(model, guide)`` from a :func:`fit` checkpoint, for analysis.
+
+    The modules must be built as they were for training (same architecture, guide families
+    and prior); ``example_x`` (a batch of inputs) creates the guide's parameters first. The
+    param store must not hold other parameters. Returns the run's :class:`History`.
+    """
+    modules = _create_params(model, guide, example_x)
+    state = ckpt.load_checkpoint(checkpoint)
+    ckpt.check_compatible(state, checkpoint)
+    ckpt.restore_params(state)
+    ckpt.restore_buffers(state, *modules)
+    return History(list(state["history"]))
 
 
 def _set_lr(optim, value: float) -> None:
