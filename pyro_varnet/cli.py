@@ -126,7 +126,21 @@ def _load(args):
     return (x, y), (xt, yt)
 
 
-RUN_ARGS = ("model", "prior", "bayesian", "epochs", "batch_size", "lr", "lr_schedule", "seed")
+RUN_ARGS = ("model", "prior", "bayesian", "epochs", "batch_size", "lr", "lr_schedule", "lr_mult", "seed")
+
+
+def _lr_multipliers(specs: list[str]) -> dict[str, float]:
+    """``["*log_alpha*=10"]`` → ``{"*log_alpha*": 10.0}``."""
+    out = {}
+    for spec in specs:
+        pattern, sep, factor = spec.rpartition("=")
+        try:
+            out[pattern] = float(factor)
+        except ValueError:
+            sep = ""
+        if not sep or not pattern:
+            raise ValueError(f"cannot read --lr-mult {spec!r}: expected PATTERN=FACTOR, e.g. '*log_alpha*=10'")
+    return out
 
 
 def _build(model_name: str, prior: str, bayesian: str, guide_spec: str, num_data: int):
@@ -173,6 +187,7 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
         batch_size=args.batch_size,
         lr=args.lr,
         lr_schedule=None if args.lr_schedule == "constant" else args.lr_schedule,
+        lr_multipliers=_lr_multipliers(args.lr_mult),
         test_data=test_data,
         eval_modes=args.eval_modes.split(","),
         eval_samples=args.eval_samples,
@@ -287,6 +302,13 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--batch-size", type=int, default=200)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--lr-schedule", choices=("linear", "constant"), default="linear")
+    t.add_argument(
+        "--lr-mult",
+        action="append",
+        default=[],
+        metavar="PATTERN=FACTOR",
+        help="learn parameters whose name matches the glob at FACTOR x lr (repeatable), e.g. '*log_alpha*=10'",
+    )
     t.add_argument("--eval-modes", default="mean,sample,ensemble", help="comma list of mean,sample,ensemble,zero_mean")
     t.add_argument("--eval-samples", type=int, default=20)
     t.add_argument("--eval-every", type=int, default=1)

@@ -38,6 +38,13 @@ def test_parse_guide():
     assert cli.parse_guide("fc1=bernoulli,default=dropout") == ("dropout", {"fc1": "bernoulli"})
 
 
+def test_lr_multiplier_specs():
+    assert cli._lr_multipliers(["*log_alpha*=10", "net.*=0.5"]) == {"*log_alpha*": 10.0, "net.*": 0.5}
+    for bad in ("10", "*log_alpha*", "=3", "x=ten"):
+        with pytest.raises(ValueError, match="PATTERN=FACTOR"):
+            cli._lr_multipliers([bad])
+
+
 def test_train_reports_missing_data(tmp_path, capsys):
     code = cli.main(["train", "--data-root", str(tmp_path), "--out", str(tmp_path / "run"), "--no-progress"])
     assert code == 2 and "MNIST not found" in capsys.readouterr().err

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pyro
 import torch
 from pyro.infer import SVI
+from pyro.optim.optim import normalize_param_name
 from tqdm.auto import tqdm
 
 from ..poutine import local_reparameterization, scale_latent
@@ -70,6 +72,7 @@ def fit(
     batch_size: int = 200,
     lr: float = 1e-3,
     lr_schedule: str | Schedule | None = None,
+    lr_multipliers: Mapping[str, float] | None = None,
     kl_weight: Schedule | None = None,
     warmup_epochs: float = 0.0,
     lrt: bool | None = None,
@@ -96,6 +99,10 @@ def fit(
     :param int epochs: total number of epochs of the run (also when resuming).
     :param lr_schedule: ``"linear"`` (decay to 0 at ``epochs``; RECIPES), a function of
         the fractional epoch giving a multiplier of ``lr``, or ``None`` (constant).
+    :param lr_multipliers: ``{pattern: factor}``: parameters whose name matches the glob
+        ``pattern`` (first match wins) learn at ``factor`` × the scheduled lr, e.g.
+        ``{"*log_alpha*": 10}`` so that a scalar log α (which Adam moves by about lr per
+        step) can travel the ~10 units of a phase transition in a CPU budget.
     :param kl_weight: KL weight β as a function of the fractional epoch; by default 1, or a
         linear warm-up from 0 to 1 over ``warmup_epochs`` when that is > 0.
     :param test_data: ``(x, y)``; accuracies and NLL in ``eval_modes`` every ``eval_every``
@@ -137,7 +144,9 @@ def fit(
         lrt = bool(getattr(guide, "exact_lrt", False))
 
     elbo = DecomposedELBO(num_particles=num_particles)
-    optim = pyro.optim.Adam({"lr": lr})
+    mult = _multiplier(lr_multipliers)
+    base_lr = {"lr": lr}  # the scheduled lr; optimisers of parameters created later start there too
+    optim = pyro.optim.Adam(lambda name: {"lr": base_lr["lr"] * mult(name)})
     svi = SVI(model, guide, optim, elbo)
     history, start_epoch = History(), 0
     if resume and Path(checkpoint).exists():
@@ -149,9 +158,9 @@ def fit(
         start_epoch = int(state["epoch"])
         # the saved Adam states carry the last step's lr; the first resumed step has its own
         next_lr = lr * (lr_schedule(start_epoch) if lr_schedule else 1.0)
-        for opt_state in state["optim"].values():
+        for name, opt_state in state["optim"].items():
             for group in opt_state["param_groups"]:
-                group["lr"] = next_lr
+                group["lr"] = next_lr * mult(name)
         optim.set_state(state["optim"])
         ckpt.set_rng_state(state["rng"], shuffle)
 
@@ -166,7 +175,7 @@ def fit(
             xb, yb = x[idx], y[idx]
             _check_batch(xb, epoch, b)
             if lr_schedule is not None:
-                _set_lr(optim, lr * lr_schedule(t))
+                _set_lr(optim, lr * lr_schedule(t), base_lr, mult)
             with scale_latent(scale=kl_weight(t)), local_reparameterization() if lrt else contextlib.nullcontext():
                 loss = svi.step(xb, yb)
             if not math.isfinite(loss):
@@ -239,8 +248,23 @@ def restore(model: Callable, guide: Callable, checkpoint: str | os.PathLike, exa
     return History(list(state["history"]))
 
 
-def _set_lr(optim, value: float) -> None:
-    for opt in optim.optim_objs.values():
+def _multiplier(lr_multipliers: Mapping[str, float] | None) -> Callable[[str], float]:
+    patterns = dict(lr_multipliers or {})
+    for pattern, factor in patterns.items():
+        if not (isinstance(factor, int | float) and factor > 0 and math.isfinite(factor)):
+            raise ValueError(f"expected a positive finite lr multiplier for {pattern!r}, got {factor!r}")
+
+    def mult(name: str) -> float:
+        name = normalize_param_name(name)  # "a$$$b" -> "a.b", as nn.Module.named_parameters()
+        return next((float(f) for pattern, f in patterns.items() if fnmatch.fnmatchcase(name, pattern)), 1.0)
+
+    return mult
+
+
+def _set_lr(optim, value: float, base_lr: dict, mult: Callable[[str], float]) -> None:
+    store = pyro.get_param_store()
+    for param, opt in optim.optim_objs.items():
+        factor = mult(store.param_name(param))
         for group in opt.param_groups:
-            group["lr"] = value
-    optim.pt_optim_args["lr"] = value  # optimisers of parameters created later start there too
+            group["lr"] = value * factor
+    base_lr["lr"] = value

@@ -161,3 +161,25 @@ def test_schedule_helpers():
     assert w(0) == 0.0 and w(12.5) == 0.5 and w(30) == 1.0
     with pytest.raises(ValueError):
         kl_warmup(5, 2)
+
+
+def test_lr_multipliers_scale_matching_parameters():
+    """Adam's first step moves every parameter by exactly lr (times its multiplier)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    moves = {}
+    for mult in (None, {"*log_alpha*": 10.0}):
+        pyro.clear_param_store()
+        model = Classifier(MLP([4, 6, 2]), num_data=40)
+        guide = NetworkGuide(model, default="layer", families={"fc2": "additive"})
+        fit(model, guide, (x, y), epochs=1, batch_size=40, lr=1e-3, lr_multipliers=mult, seed=0, progress=False)
+        store = pyro.get_param_store()
+        moves[mult is None] = (
+            float(store["guide.sites.net__fc1__weight.log_alpha_param"].detach()) + 5.0,
+            float(store["guide.sites.net__fc2__weight.log_sigma2"][0, 0].detach()) + 10.0,
+        )
+    (la_plain, ls_plain), (la_mult, ls_mult) = moves[True], moves[False]
+    assert abs(la_plain) == pytest.approx(1e-3, rel=1e-3) and abs(la_mult) == pytest.approx(1e-2, rel=1e-3)
+    assert abs(ls_plain) == pytest.approx(abs(ls_mult), rel=1e-6)  # an unmatched name keeps the base lr
+    with pytest.raises(ValueError, match="positive finite lr multiplier"):
+        fit(model, guide, (x, y), lr_multipliers={"*": 0.0}, progress=False)
