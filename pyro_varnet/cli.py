@@ -14,7 +14,7 @@ import torch
 from . import data as datasets
 from .distributions import PRIORS
 
-MODELS = ("lenet5", "lenet5-bn", "lenet300-100", "lenet500-300")
+MODELS = ("lenet5", "lenet5-bn", "lenet5-tanh", "lenet300-100", "lenet500-300")
 
 
 def _models():
@@ -23,6 +23,8 @@ def _models():
     return {
         "lenet5": lambda prior, bayesian: models.LeNet5(bayesian, prior=prior),
         "lenet5-bn": lambda prior, bayesian: models.LeNet5(bayesian, prior=prior, batchnorm=True),
+        # VN appendix C / Table 3: tanh, no biases (anti-symmetric)
+        "lenet5-tanh": lambda prior, bayesian: models.LeNet5(bayesian, prior=prior, activation="tanh", bias=False),
         "lenet300-100": lambda prior, bayesian: models.LeNet300_100(bayesian, prior=prior),
         "lenet500-300": lambda prior, bayesian: models.LeNet500_300(bayesian, prior=prior),
     }
@@ -150,7 +152,7 @@ def _build(model_name: str, prior: str, bayesian: str, guide_spec: str, num_data
 
     default, families = parse_guide(guide_spec)
     pyro.clear_param_store()
-    layers = bayesian.split(",") if bayesian else None
+    layers = [] if bayesian == "none" else bayesian.split(",") if bayesian else None
     model = Classifier(_models()[model_name](prior, layers), num_data=num_data)
     return model, NetworkGuide(model, default=default, families=families)
 
@@ -297,7 +299,11 @@ def compare_guides(args: argparse.Namespace) -> int:
 def _add_training_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--model", choices=MODELS, default="lenet5")
     t.add_argument("--prior", choices=PRIORS, default="log-uniform")
-    t.add_argument("--bayesian", default="", help="comma list of layers with a prior (default all); the rest are det")
+    t.add_argument(
+        "--bayesian",
+        default="",
+        help="comma list of layers with a prior (default all; 'none': a deterministic net); the rest are det",
+    )
     t.add_argument("--epochs", type=int, default=1)
     t.add_argument("--batch-size", type=int, default=200)
     t.add_argument("--lr", type=float, default=1e-3)
