@@ -20,6 +20,7 @@ from pyro_varnet.distributions import (
     InputDropout,
     SymmetricBernoulli,
     SymmetricUniform,
+    TruncatedNormal,
     ZeroMeanNormal,
     log_alpha_of,
 )
@@ -161,6 +162,36 @@ class DropoutSite(SiteGuide):
         return torch.full(self.shape, math.log(self.p / (1 - self.p)) if self.p > 0 else -math.inf)
 
 
+class MagnitudeSite(SiteGuide):
+    r""":math:`q(g) = \mathcal{N}(m, \lambda^2)` with :math:`\lambda = m\sqrt\alpha` optimised as log λ (WN eq. 31)."""
+
+    def __init__(self, shape: torch.Size, init_mean: float = 1.0, init_log_alpha: float = -8.0):
+        super().__init__(shape)
+        self.m = nn.Parameter(torch.full(self.shape, float(init_mean)))
+        self.log_lambda = nn.Parameter(torch.full(self.shape, 0.5 * init_log_alpha + math.log(abs(init_mean))))
+
+    def base(self) -> dist.Normal:
+        return dist.Normal(self.m, self.log_lambda.exp(), validate_args=False)
+
+
+class AngleSite(SiteGuide):
+    r""":math:`q(\varepsilon) = t\mathcal{N}_{[0,\pi/2]}(\mu, \sigma^2)` (WN eq. 29, 32), σ as log σ."""
+
+    exact_lrt = True  # drawn per object by the weight handlers (WN eq. 48)
+
+    def __init__(self, shape: torch.Size, init_loc: float = 0.0, init_scale: float = 0.05):
+        super().__init__(shape)
+        self.mu = nn.Parameter(torch.full(self.shape, float(init_loc)))
+        self.log_sigma = nn.Parameter(torch.full(self.shape, math.log(init_scale)))
+
+    def base(self) -> TruncatedNormal:
+        zero = torch.zeros_like(self.mu)
+        return TruncatedNormal(self.mu, self.log_sigma.exp(), zero, zero + math.pi / 2, validate_args=False)
+
+    def log_alpha(self) -> torch.Tensor:
+        return torch.full(self.shape, math.nan)
+
+
 class Family:
     """A variational family: a recipe that builds a :class:`SiteGuide` for a weight shape."""
 
@@ -294,6 +325,44 @@ class BinaryDropout(Family):
         return DropoutSite(shape, self.p)
 
 
+class Magnitude(Family):
+    r"""WeightNorm magnitude :math:`q(g) = \mathcal{N}(m, \alpha m^2)` in the additive parameterization
+    λ = m√α (WN eq. 29, 31); KL to the log-uniform prior by WN eq. 37.
+
+    :param float init_mean: initial m (RECIPES: g = 1). :param float init_log_alpha: initial log α.
+    """
+
+    name = "magnitude"
+
+    def __init__(self, init_mean: float = 1.0, init_log_alpha: float = -8.0) -> None:
+        if not (math.isfinite(init_mean) and init_mean != 0 and math.isfinite(init_log_alpha)):
+            raise ValueError(
+                f"expected a finite non-zero init_mean and finite init_log_alpha, got {init_mean}, {init_log_alpha}"
+            )
+        self.init_mean, self.init_log_alpha = init_mean, init_log_alpha
+
+    def build(self, shape: torch.Size) -> SiteGuide:
+        return MagnitudeSite(shape, self.init_mean, self.init_log_alpha)
+
+
+class Angle(Family):
+    r"""WeightNorm rotation angle :math:`q(\varepsilon) = t\mathcal{N}_{[0,\pi/2]}(\mu, \sigma^2)`,
+    reparameterized by the inverse CDF (WN eq. 32, appendix B); KL to U[0, π/2] by WN eq. 39.
+
+    :param float init_loc: initial μ. :param float init_scale: initial σ > 0.
+    """
+
+    name = "angle"
+
+    def __init__(self, init_loc: float = 0.0, init_scale: float = 0.05) -> None:
+        if not init_scale > 0:
+            raise ValueError(f"expected init_scale > 0, got {init_scale}")
+        self.init_loc, self.init_scale = init_loc, init_scale
+
+    def build(self, shape: torch.Size) -> SiteGuide:
+        return AngleSite(shape, self.init_loc, self.init_scale)
+
+
 FAMILIES = {
     "zero-mean": ZeroMean,
     "layer": lambda: GaussianDropout("layer"),
@@ -304,6 +373,8 @@ FAMILIES = {
     "bernoulli": BernoulliVariance,
     "dropout": BinaryDropout,
     "zero-mean-log": lambda: ZeroMean("log"),
+    "magnitude": Magnitude,
+    "angle": Angle,
 }
 
 

@@ -63,6 +63,17 @@ class NetworkGuide(PyroModule):
         for key, family in self.families.items():
             if site_matches(name, key):
                 return family
+        # a layer may name the families its sites need (weight-normalized layers: g and angle)
+        model = self.model[0]
+        owner, _, attr = name.rpartition(".")
+        if isinstance(model, nn.Module):
+            try:
+                module = model.get_submodule(owner) if owner else model
+            except AttributeError:
+                module = None
+            suggested = getattr(module, "guide_families", {}).get(attr)
+            if suggested is not None:
+                return make_family(suggested)
         return self.default
 
     def _setup_prototype(self, *args, **kwargs) -> None:

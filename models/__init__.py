@@ -3,6 +3,13 @@
 from .classifier import Classifier
 from .layers import BayesConv2d, BayesLinear
 from .networks import MLP, LeNet5, LeNet300_100, LeNet500_300, ToyNet, VGGLike
+from .weightnorm import (
+    NoisyWeightNormConv2d,
+    NoisyWeightNormLinear,
+    WeightNormConv2d,
+    WeightNormLinear,
+    set_stochastic,
+)
 
 __all__ = [
     "MLP",
@@ -13,5 +20,10 @@ __all__ = [
     "LeNet500_300",
     "LeNet5",
     "ToyNet",
+    "NoisyWeightNormConv2d",
+    "NoisyWeightNormLinear",
     "VGGLike",
+    "WeightNormConv2d",
+    "WeightNormLinear",
+    "set_stochastic",
 ]

@@ -35,3 +35,34 @@ linear = effectful(_linear, type="linear")
 conv2d = effectful(_conv2d, type="conv2d")
 
 __all__ = ["conv2d", "linear"]
+
+
+def _per_object(value: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return value.expand(batch_size, *value.shape)
+
+
+def _tangent_projection_op(
+    x: torch.Tensor, v_norm: torch.Tensor, conv: dict | None = None, columns: bool = False
+) -> torch.Tensor:
+    r"""The direction-noise term of a weight-normalized layer (WN eq. 47): ``op(x, Φ)`` where Φ has a
+    direction φ uniform on the unit sphere of the tangent space of each row of ``v_norm`` (of
+    each column with ``columns=True``: WN §4.3), one φ per row shared by the batch."""
+    from .directions import random_tangent_direction
+
+    if columns:
+        phi = random_tangent_direction(v_norm.T).T
+    else:
+        phi = random_tangent_direction(v_norm.flatten(1)).reshape(v_norm.shape)
+    return F.linear(x, phi) if conv is None else F.conv2d(x, phi, None, **conv)
+
+
+#: ``per_object(value, batch_size)``: a globally sampled tensor seen by every object of a batch,
+#: ``value.expand(batch_size, *value.shape)``. Under the weight handlers a sampled value is
+#: instead drawn afresh for every object from its distribution (WN eq. 45, 48).
+per_object = effectful(_per_object, type="per_object")
+#: ``tangent_projection(x, v_norm, conv=None, columns=False)``: φᵀx for a random tangent direction φ per row of
+#: ``v_norm`` (WN eq. 47). Mean propagation answers 0 (E φ = 0); local reparameterization can
+#: draw it independently per object.
+tangent_projection = effectful(_tangent_projection_op, type="tangent_projection")
+
+__all__ += ["per_object", "tangent_projection"]

@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from pyro.distributions import Normal
 
 from .weight_op_messenger import WeightOpMessenger
+
+
+def per_object_tangent_projection(x: torch.Tensor, v_norm: torch.Tensor) -> torch.Tensor:
+    r""":math:`\phi_{bj}^\top x_b` with an independent uniform tangent direction φ for every object b
+    and row j of ``v_norm`` (unit rows), drawn from its exact marginal (see the class docs)."""
+    n = v_norm.shape[-1]
+    proj = F.linear(x, v_norm)  # (B, out)
+    perp = (x.square().sum(-1, keepdim=True) - proj.square()).clamp_min(0).sqrt()
+    if n == 2:  # the tangent "sphere" is {±φ}
+        t = torch.randint(0, 2, proj.shape, device=x.device).to(x.dtype).mul_(2).sub_(1)
+    else:
+        conc = torch.tensor((n - 2) / 2, dtype=x.dtype, device=x.device)
+        t = 2 * torch.distributions.Beta(conc, conc).sample(proj.shape) - 1
+    return perp * t
 
 
 class LocalReparameterizationMessenger(WeightOpMessenger):
@@ -25,17 +40,37 @@ class LocalReparameterizationMessenger(WeightOpMessenger):
     >>> with local_reparameterization():  # doctest: +SKIP
     ...     svi.step(x, y)
 
+    Weight-normalized layers (:mod:`pyro_varnet.models.weightnorm`): their magnitude g and
+    angle ε are drawn per object and neuron (WN eq. 45, 48); with
+    ``decorrelate_directions=True`` the random tangent direction φ of a dense layer is also
+    independent per object — drawn exactly from its marginal
+    :math:`\phi^\top x = \lVert x_\perp\rVert\, t`, :math:`(t+1)/2 \sim
+    \mathrm{Beta}(\tfrac{n-2}{2}, \tfrac{n-2}{2})`, with :math:`x_\perp` the part of x
+    orthogonal to :math:`\hat v` — the fix for the correlated-φ gradient variance that WN §4.2
+    and §6 call for. (Convolutions keep one φ per mini-batch.)
+
     :param float eps: added under the square root to keep gradients finite (RECIPES: 1e-16).
     :param bool moment_matching: Gaussian moment matching for non-Gaussian weights.
+    :param bool decorrelate_directions: per-object φ in weight-normalized dense layers.
 
     **References**: VN eq. 4, 39-42 (Appendix E); Kingma et al. 2015; Wang & Manning 2013.
     """
 
-    def __init__(self, eps: float = 1e-16, moment_matching: bool = False) -> None:
+    def __init__(self, eps: float = 1e-16, moment_matching: bool = False, decorrelate_directions: bool = False) -> None:
         if eps < 0:
             raise ValueError(f"expected eps >= 0, got {eps}")
         super().__init__()
         self.eps, self.moment_matching = eps, moment_matching
+        self.decorrelate_directions = decorrelate_directions
+
+    def _pyro_tangent_projection(self, msg) -> None:
+        if not self.decorrelate_directions or msg["done"]:
+            return
+        x, v_norm = msg["args"][:2]
+        conv = msg["args"][2] if len(msg["args"]) > 2 else msg["kwargs"].get("conv")
+        if conv is not None or msg["kwargs"].get("columns", False):
+            return  # one φ per mini-batch for convolutions and per-input (reverse) normalisation
+        msg["value"], msg["done"] = per_object_tangent_projection(x, v_norm), True
 
     def _record(self, name, base):
         zero_mean = getattr(base, "is_zero_mean", False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from pyro.distributions import Delta
 
 from .site_messenger import SiteMessenger
@@ -19,6 +21,13 @@ class MeanPropagationMessenger(SiteMessenger):
 
     **References**: VN eq. 3; Srivastava et al. 2014.
     """
+
+    def _pyro_tangent_projection(self, msg) -> None:
+        # a uniform direction on the tangent sphere has mean 0 (weight-normalized layers)
+        x, v_norm = msg["args"][:2]
+        conv = msg["args"][2] if len(msg["args"]) > 2 else msg["kwargs"].get("conv")
+        shape_of = F.linear(x, v_norm) if conv is None else F.conv2d(x, v_norm, None, **conv)
+        msg["value"], msg["done"] = torch.zeros_like(shape_of), True
 
     def _pyro_sample(self, msg) -> None:
         if not self._selected(msg):

@@ -36,17 +36,20 @@ class WeightOpMessenger(Messenger):
     its distribution; then answers ``linear``/``conv2d`` effects whose weight is such a tensor
     with :meth:`_answer`. A weight drawn from :class:`~pyro_varnet.distributions.InputDropout`
     is answered by every such handler the same, exact way: a dropout mask per object on the
-    op's inputs (standard dropout). Values replayed or conditioned from elsewhere keep what was
+    op's inputs (standard dropout); a sampled tensor passed through ``ops.per_object`` (the
+    magnitudes and angles of weight-normalized layers) is drawn independently for every
+    object from its distribution (WN eq. 45, 48). Values replayed or conditioned from elsewhere keep what was
     remembered when they were drawn; never-sampled tensors (parameters) run the plain op.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._drawn = WeakIdKeyDictionary()
+        self._bases = WeakIdKeyDictionary()
         self._given: set[int] = set()
 
     def __exit__(self, *args, **kwargs):
-        self._drawn = WeakIdKeyDictionary()
+        self._drawn, self._bases = WeakIdKeyDictionary(), WeakIdKeyDictionary()
         return super().__exit__(*args, **kwargs)
 
     def _record(self, name: str, base) -> object:
@@ -67,6 +70,8 @@ class WeightOpMessenger(Messenger):
         if msg["is_observed"] or site_is_subsample(msg) or value in self._drawn:
             return
         base, _ = unwrap(msg["fn"])
+        if not isinstance(base, Delta):
+            self._bases[value] = base
         if isinstance(base, InputDropout):
             self._drawn[value] = _Dropout((base.theta, base.p))
         elif not isinstance(base, Delta):  # a point mass is an ordinary parameter
@@ -77,6 +82,14 @@ class WeightOpMessenger(Messenger):
         if isinstance(info, Exception):
             raise info
         return info
+
+    def _pyro_per_object(self, msg) -> None:
+        """A sampled tensor used by every object (``ops.per_object``) is drawn per object instead."""
+        value, batch_size = msg["args"]
+        base = self._bases.get(value)
+        if base is None or msg["done"]:
+            return
+        msg["value"], msg["done"] = base.rsample((batch_size,)), True
 
     def _pyro_linear(self, msg) -> None:
         self._dispatch(msg)

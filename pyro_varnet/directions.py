@@ -1,0 +1,127 @@
+r"""Direction and magnitude noise for weight-normalized vectors (WN §3).
+
+A weight vector is written :math:`w = g\,v/\lVert v\rVert` (Salimans & Kingma 2016, WN eq. 14).
+The functions here perturb the unit direction :math:`\hat v = v/\lVert v\rVert` or the
+magnitude ``g``. Directions are vectors along the **last** dimension of ``v_norm`` (any
+leading dims are independent vectors: neurons, objects, samples).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._checks import check_choice
+from .distributions import TruncatedNormal
+
+HALF_PI = math.pi / 2
+
+
+def _check_unit(v_norm: torch.Tensor) -> None:
+    if v_norm.dim() < 1 or v_norm.shape[-1] < 2:
+        raise ValueError(f"expected direction vectors of dimension >= 2 along the last dim, got {tuple(v_norm.shape)}")
+
+
+def _check_alpha(alpha) -> None:
+    if not (torch.as_tensor(alpha) >= 0).all():
+        raise ValueError(f"expected a noise variance alpha >= 0, got {alpha}")
+
+
+def normalize(v: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``v / ||v||`` along the last dim."""
+    return v / v.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def projected_gaussian(v_norm: torch.Tensor, alpha: float) -> torch.Tensor:
+    r"""WN eq. 15-16: :math:`(\hat v + \varepsilon)/\lVert\hat v + \varepsilon\rVert`,
+    :math:`\varepsilon \sim \mathcal{N}(0, \alpha I)`."""
+    _check_unit(v_norm)
+    _check_alpha(alpha)
+    return normalize(v_norm + math.sqrt(alpha) * torch.randn_like(v_norm))
+
+
+def tangent_projection(v_norm: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+    r""":math:`(I - \hat v\hat v^\top)\,\mathrm{vec}` (WN eq. 18)."""
+    return vec - v_norm * (v_norm * vec).sum(-1, keepdim=True)
+
+
+def tangent_projected_gaussian(v_norm: torch.Tensor, alpha: float) -> torch.Tensor:
+    r"""WN eq. 17-19: Gaussian noise projected onto the tangent space, added, renormalised.
+
+    The result is at most π/2 away from ``v_norm``:
+    :math:`(\hat v + \varepsilon_t)/\sqrt{1 + \lVert\varepsilon_t\rVert^2}`.
+    """
+    _check_unit(v_norm)
+    _check_alpha(alpha)
+    eps_t = tangent_projection(v_norm, math.sqrt(alpha) * torch.randn_like(v_norm))
+    return (v_norm + eps_t) / (1 + eps_t.square().sum(-1, keepdim=True)).sqrt()
+
+
+def random_tangent_direction(v_norm: torch.Tensor) -> torch.Tensor:
+    r""":math:`\phi \sim U[S_{n-1}]` in the tangent space of ``v_norm`` (WN eq. 20): a unit vector ⟂ ``v_norm``."""
+    _check_unit(v_norm)
+    return normalize(tangent_projection(v_norm, torch.randn_like(v_norm)))
+
+
+def rotate(v_norm: torch.Tensor, angle: torch.Tensor, phi: torch.Tensor | None = None) -> torch.Tensor:
+    r"""WN eq. 22-23: rotate ``v_norm`` by ``angle`` in the plane spanned with a tangent unit vector ``phi``,
+    :math:`\cos\varepsilon\,\hat v + \sin\varepsilon\,\phi` (``phi`` uniform if not given).
+
+    ``angle`` broadcasts against ``v_norm.shape[:-1]``; the result has unit norm and
+    :math:`\cos\angle(\hat v, \text{result}) = \cos\varepsilon`.
+    """
+    _check_unit(v_norm)
+    phi = random_tangent_direction(v_norm) if phi is None else phi
+    angle = torch.as_tensor(angle, dtype=v_norm.dtype)[..., None]
+    return angle.cos() * v_norm + angle.sin() * phi
+
+
+def sample_angle(shape, kind: str = "truncated-normal", scale: float = 0.1, symmetric: bool = True) -> torch.Tensor:
+    r"""Rotation angles for :func:`rotate` (WN eq. 21).
+
+    ``"truncated-normal"``: :math:`t\mathcal{N}_{[-\pi/2,\pi/2]}(0, \mathrm{scale}^2)`;
+    ``"beta"``: stretched symmetric Beta, :math:`\pi(\theta - \tfrac12)`,
+    :math:`\theta \sim \mathcal{B}(\beta, \beta)` with β = ``scale`` (RECIPES: the thesis code
+    used :math:`(\theta - \tfrac12)(\pi - 0.001)`). ``symmetric=False`` folds to [0, π/2].
+    """
+    check_choice("angle distribution", kind, ("truncated-normal", "beta"))
+    if not scale > 0:
+        raise ValueError(f"expected an angle scale > 0, got {scale}")
+    shape = torch.Size(shape)
+    if kind == "truncated-normal":
+        zero = torch.zeros(shape)
+        angle = TruncatedNormal(zero, zero + scale, zero - HALF_PI, zero + HALF_PI).sample()
+    else:
+        angle = math.pi * (torch.distributions.Beta(scale, scale).sample(shape) - 0.5)
+    return angle if symmetric else angle.abs()
+
+
+def magnitude_noise(shape, kind: str = "normal", alpha: float = 0.1) -> torch.Tensor:
+    r"""Multiplicative magnitude noise with mean 1 and variance α (WN eq. 24-25, §3.3):
+    ``"normal"`` :math:`\mathcal{N}(1, \alpha)` or ``"gamma"`` Γ(1/α, 1/α), which keeps the sign."""
+    check_choice("magnitude noise", kind, ("normal", "gamma"))
+    _check_alpha(alpha)
+    shape = torch.Size(shape)
+    if alpha == 0:
+        return torch.ones(shape)
+    if kind == "normal":
+        return 1 + math.sqrt(alpha) * torch.randn(shape)
+    conc = torch.full(shape, 1 / alpha)
+    return torch.distributions.Gamma(conc, conc).sample()
+
+
+DIRECTION_NOISES = ("none", "projected", "tangent", "rotate-tn", "rotate-beta")
+
+
+def direction_noise(v_norm: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
+    """Apply one of :data:`DIRECTION_NOISES` to unit vectors (``scale``: α, or the angle's σ / β)."""
+    check_choice("direction noise", kind, DIRECTION_NOISES)
+    if kind == "none":
+        return v_norm
+    if kind == "projected":
+        return projected_gaussian(v_norm, scale)
+    if kind == "tangent":
+        return tangent_projected_gaussian(v_norm, scale)
+    angle = sample_angle(v_norm.shape[:-1], "truncated-normal" if kind == "rotate-tn" else "beta", scale)
+    return rotate(v_norm, angle.to(v_norm.dtype))
