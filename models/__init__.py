@@ -8,6 +8,8 @@ from .weightnorm import (
     NoisyWeightNormLinear,
     WeightNormConv2d,
     WeightNormLinear,
+    WNLeNet5,
+    WNLeNet300_100,
     set_stochastic,
 )
 
@@ -25,5 +27,7 @@ __all__ = [
     "VGGLike",
     "WeightNormConv2d",
     "WeightNormLinear",
+    "WNLeNet5",
+    "WNLeNet300_100",
     "set_stochastic",
 ]

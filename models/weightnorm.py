@@ -229,3 +229,42 @@ def set_stochastic(module: nn.Module, value: bool | None) -> None:
     for m in module.modules():
         if isinstance(m, _NoisyBase):
             m.stochastic = value
+
+
+class WNLeNet300_100(PyroModule):
+    """LeNet-300-100 of weight-normalized variational layers (WN §5.2, Table 3).
+
+    :param bool reverse: normalise the dense layers per input neuron ("Var FC reverse", WN §4.3).
+    """
+
+    def __init__(self, reverse: bool = False, sizes=(784, 300, 100, 10)) -> None:
+        super().__init__()
+        sizes = list(sizes)
+        self.layer_names = tuple(f"fc{i + 1}" for i in range(len(sizes) - 1))
+        for name, n_in, n_out in zip(self.layer_names, sizes[:-1], sizes[1:]):
+            setattr(self, name, WeightNormLinear(n_in, n_out, reverse=reverse))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(x.shape[0], -1)
+        for i, name in enumerate(self.layer_names):
+            h = getattr(self, name)(h)
+            if i < len(self.layer_names) - 1:
+                h = torch.relu(h)
+        return h
+
+
+class WNLeNet5(PyroModule):
+    """LeNet-5-Caffe of weight-normalized variational layers (WN §5.2, Table 3); ``reverse``
+    normalises its dense layers per input neuron."""
+
+    def __init__(self, reverse: bool = False) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = WeightNormConv2d(1, 20, 5), WeightNormConv2d(20, 50, 5)
+        self.fc1, self.fc2 = WeightNormLinear(800, 500, reverse=reverse), WeightNormLinear(500, 10, reverse=reverse)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        h = F.max_pool2d(torch.relu(self.conv1(x)), 2)
+        h = F.max_pool2d(torch.relu(self.conv2(h)), 2)
+        return self.fc2(torch.relu(self.fc1(h.flatten(1))))

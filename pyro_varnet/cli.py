@@ -14,7 +14,17 @@ import torch
 from . import data as datasets
 from .distributions import PRIORS
 
-MODELS = ("lenet5", "lenet5-bn", "lenet5-tanh", "lenet300-100", "lenet500-300")
+MODELS = (
+    "lenet5",
+    "lenet5-bn",
+    "lenet5-tanh",
+    "lenet300-100",
+    "lenet500-300",
+    "wn-lenet300-100",
+    "wn-lenet300-100-reverse",
+    "wn-lenet5",
+    "wn-lenet5-reverse",
+)
 
 
 def _models():
@@ -26,6 +36,11 @@ def _models():
         # VN appendix C / Table 3: tanh, no biases (anti-symmetric)
         "lenet5-tanh": lambda prior, bayesian: models.LeNet5(bayesian, prior=prior, activation="tanh", bias=False),
         "lenet300-100": lambda prior, bayesian: models.LeNet300_100(bayesian, prior=prior),
+        # the thesis' variational WeightNorm model (priors fixed by WN §4.1: g log-uniform, angle uniform)
+        "wn-lenet300-100": lambda prior, bayesian: models.WNLeNet300_100(),
+        "wn-lenet300-100-reverse": lambda prior, bayesian: models.WNLeNet300_100(reverse=True),
+        "wn-lenet5": lambda prior, bayesian: models.WNLeNet5(),
+        "wn-lenet5-reverse": lambda prior, bayesian: models.WNLeNet5(reverse=True),
         "lenet500-300": lambda prior, bayesian: models.LeNet500_300(bayesian, prior=prior),
     }
 
@@ -128,7 +143,19 @@ def _load(args):
     return (x, y), (xt, yt)
 
 
-RUN_ARGS = ("model", "prior", "bayesian", "epochs", "batch_size", "lr", "lr_schedule", "lr_mult", "seed")
+RUN_ARGS = (
+    "model",
+    "prior",
+    "bayesian",
+    "epochs",
+    "batch_size",
+    "lr",
+    "lr_schedule",
+    "lr_mult",
+    "lrt",
+    "decorrelate_directions",
+    "seed",
+)
 
 
 def _lr_multipliers(specs: list[str]) -> dict[str, float]:
@@ -190,6 +217,8 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
         lr=args.lr,
         lr_schedule=None if args.lr_schedule == "constant" else args.lr_schedule,
         lr_multipliers=_lr_multipliers(args.lr_mult),
+        lrt={"auto": None, "on": True, "off": False}[args.lrt],
+        lrt_options={"decorrelate_directions": True} if args.decorrelate_directions else None,
         test_data=test_data,
         eval_modes=args.eval_modes.split(","),
         eval_samples=args.eval_samples,
@@ -207,8 +236,10 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
 def train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     train_data, test_data = _load(args)
-    out = Path(args.out or f"runs/{args.model}-{args.guide}-{args.prior}")
-    _run(args, args.guide, out, train_data, test_data)
+    # weight-normalized models bring their own families (q(g), q(angle)); the rest default to VN Table 2's
+    guide = args.guide or ("layer" if args.model.startswith("wn-") else "zero-mean-fc1")
+    out = Path(args.out or f"runs/{args.model}-{guide}-{args.prior}")
+    _run(args, guide, out, train_data, test_data)
     print(f"done in {time.perf_counter() - t0:.0f} s; checkpoint and metrics in {out}/")
     return 0
 
@@ -315,6 +346,17 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
         metavar="PATTERN=FACTOR",
         help="learn parameters whose name matches the glob at FACTOR x lr (repeatable), e.g. '*log_alpha*=10'",
     )
+    t.add_argument(
+        "--lrt",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="local reparameterization (auto: on when every family allows it exactly); off = one draw per batch",
+    )
+    t.add_argument(
+        "--decorrelate-directions",
+        action="store_true",
+        help="WeightNorm models: a tangent direction phi per object, not per mini-batch (WN §4.2)",
+    )
     t.add_argument("--eval-modes", default="mean,sample,ensemble", help="comma list of mean,sample,ensemble,zero_mean")
     t.add_argument("--eval-samples", type=int, default=20)
     t.add_argument("--eval-every", type=int, default=1)
@@ -338,7 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=demo)
     t = sub.add_parser("train", help="train a paper model on MNIST")
-    t.add_argument("--guide", default="zero-mean-fc1", help="layer | zero-mean-fc1 | fc1=zero-mean,default=neuron ...")
+    t.add_argument(
+        "--guide",
+        default=None,
+        help="layer | zero-mean-fc1 | fc1=zero-mean,default=neuron ... (default zero-mean-fc1; wn- models: their own)",
+    )
     t.add_argument("--out", default=None, help="run folder (checkpoint.pt, metrics.jsonl, history.csv)")
     _add_training_args(t)
     t.set_defaults(func=train)

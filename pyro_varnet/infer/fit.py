@@ -76,6 +76,7 @@ def fit(
     kl_weight: Schedule | None = None,
     warmup_epochs: float = 0.0,
     lrt: bool | None = None,
+    lrt_options: Mapping | None = None,
     num_particles: int = 1,
     test_data=None,
     eval_modes: Iterable[str] = ("mean", "sample", "ensemble"),
@@ -103,6 +104,8 @@ def fit(
         ``pattern`` (first match wins) learn at ``factor`` × the scheduled lr, e.g.
         ``{"*log_alpha*": 10}`` so that a scalar log α (which Adam moves by about lr per
         step) can travel the ~10 units of a phase transition in a CPU budget.
+    :param lrt_options: keyword arguments of :func:`~pyro_varnet.poutine.local_reparameterization`
+        (e.g. ``{"decorrelate_directions": True}`` for weight-normalized layers).
     :param kl_weight: KL weight β as a function of the fractional epoch; by default 1, or a
         linear warm-up from 0 to 1 over ``warmup_epochs`` when that is > 0.
     :param test_data: ``(x, y)``; accuracies and NLL in ``eval_modes`` every ``eval_every``
@@ -142,6 +145,7 @@ def fit(
         m.train()
     if lrt is None:
         lrt = bool(getattr(guide, "exact_lrt", False))
+    lrt_opts = dict(lrt_options or {})
 
     elbo = DecomposedELBO(num_particles=num_particles)
     mult = _multiplier(lr_multipliers)
@@ -176,7 +180,8 @@ def fit(
             _check_batch(xb, epoch, b)
             if lr_schedule is not None:
                 _set_lr(optim, lr * lr_schedule(t), base_lr, mult)
-            with scale_latent(scale=kl_weight(t)), local_reparameterization() if lrt else contextlib.nullcontext():
+            lrt_handler = local_reparameterization(**lrt_opts) if lrt else contextlib.nullcontext()
+            with scale_latent(scale=kl_weight(t)), lrt_handler:
                 loss = svi.step(xb, yb)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"epoch {epoch}, batch {b}: the loss is {loss}; parameters were not saved")
