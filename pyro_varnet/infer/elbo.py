@@ -29,6 +29,8 @@ class DecomposedELBO(TraceMeanField_ELBO):
         super().__init__(*args, **kwargs)
         self.last: dict[str, float] = {}
         self._parts: list[tuple[float, float]] = []
+        #: latent sites whose KL was analytic in the last step (their values are never scored)
+        self.analytic_sites: set[str] = set()
 
     def _get_trace(self, model, guide, args, kwargs):
         """As Pyro's, but without log-densities that the analytic KL makes unnecessary.
@@ -51,6 +53,8 @@ class DecomposedELBO(TraceMeanField_ELBO):
             and name in guide_trace.nodes
             and has_analytic_kl(guide_trace.nodes[name]["fn"], site["fn"])
         }
+        self.analytic_sites.clear()
+        self.analytic_sites.update(analytic)
         model_trace.compute_log_prob(site_filter=lambda name, site: name not in analytic)
         # memoised as computed; the loss never reads them for these sites (NaN if it ever did)
         unused = ScoreParts(log_prob=torch.tensor(math.nan), score_function=0, entropy_term=torch.tensor(math.nan))

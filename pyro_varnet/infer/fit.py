@@ -105,7 +105,9 @@ def fit(
         ``{"*log_alpha*": 10}`` so that a scalar log α (which Adam moves by about lr per
         step) can travel the ~10 units of a phase transition in a CPU budget.
     :param lrt_options: keyword arguments of :func:`~pyro_varnet.poutine.local_reparameterization`
-        (e.g. ``{"decorrelate_directions": True}`` for weight-normalized layers).
+        (e.g. ``{"decorrelate_directions": True}`` for weight-normalized layers), plus
+        ``lazy_weights`` (default ``True``): do not draw weights that only the LRT ops and an
+        analytic KL use.
     :param kl_weight: KL weight β as a function of the fractional epoch; by default 1, or a
         linear warm-up from 0 to 1 over ``warmup_epochs`` when that is > 0.
     :param test_data: ``(x, y)``; accuracies and NLL in ``eval_modes`` every ``eval_every``
@@ -146,6 +148,7 @@ def fit(
     if lrt is None:
         lrt = bool(getattr(guide, "exact_lrt", False))
     lrt_opts = dict(lrt_options or {})
+    lazy_weights = lrt_opts.pop("lazy_weights", True)
 
     elbo = DecomposedELBO(num_particles=num_particles)
     mult = _multiplier(lr_multipliers)
@@ -168,6 +171,7 @@ def fit(
         optim.set_state(state["optim"])
         ckpt.set_rng_state(state["rng"], shuffle)
 
+    lazy_sites = _analytic_sites(model, guide, elbo, x, y) if lrt and lazy_weights else frozenset()
     n, steps_per_epoch = x.shape[0], math.ceil(x.shape[0] / batch_size)
     bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, disable=not progress, unit="step")
     for epoch in range(start_epoch + 1, epochs + 1):
@@ -180,7 +184,8 @@ def fit(
             _check_batch(xb, epoch, b)
             if lr_schedule is not None:
                 _set_lr(optim, lr * lr_schedule(t), base_lr, mult)
-            lrt_handler = local_reparameterization(**lrt_opts) if lrt else contextlib.nullcontext()
+            lazy = {"lazy_sites": lazy_sites} if lazy_weights else {}
+            lrt_handler = local_reparameterization(**lrt_opts, **lazy) if lrt else contextlib.nullcontext()
             with scale_latent(scale=kl_weight(t)), lrt_handler:
                 loss = svi.step(xb, yb)
             if not math.isfinite(loss):
@@ -225,6 +230,14 @@ def fit(
             cb(epoch, metrics)
     bar.close()
     return history
+
+
+def _analytic_sites(model, guide, elbo: DecomposedELBO, x, y) -> frozenset[str]:
+    """Sites whose KL is analytic: only their KL and the LRT ops use them, so under LRT their
+    weights need not be drawn. Found by one probe pass that leaves RNG and BatchNorm as they were."""
+    with torch.random.fork_rng(), evaluating(model, guide), torch.no_grad():
+        elbo.loss(model, guide, x[:2], y[:2])
+    return frozenset(elbo.analytic_sites)
 
 
 def _create_params(model, guide, x: torch.Tensor) -> list[torch.nn.Module]:

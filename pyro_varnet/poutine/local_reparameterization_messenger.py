@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Container
+
 import torch
 import torch.nn.functional as F
 from pyro.distributions import Normal
 
+from .._sites import unwrap
 from .weight_op_messenger import WeightOpMessenger
 
 
@@ -52,16 +56,43 @@ class LocalReparameterizationMessenger(WeightOpMessenger):
     :param float eps: added under the square root to keep gradients finite (RECIPES: 1e-16).
     :param bool moment_matching: Gaussian moment matching for non-Gaussian weights.
     :param bool decorrelate_directions: per-object φ in weight-normalized dense layers.
+    :param lazy_sites: names of Gaussian sites whose weight tensor is never used except by the
+        ops here (their KL is analytic): the full weight is then not drawn at all, a NaN
+        placeholder stands in its trace (``fit`` passes the sites the ELBO found analytic).
 
     **References**: VN eq. 4, 39-42 (Appendix E); Kingma et al. 2015; Wang & Manning 2013.
     """
 
-    def __init__(self, eps: float = 1e-16, moment_matching: bool = False, decorrelate_directions: bool = False) -> None:
+    def __init__(
+        self,
+        eps: float = 1e-16,
+        moment_matching: bool = False,
+        decorrelate_directions: bool = False,
+        lazy_sites: Container[str] = (),
+    ) -> None:
         if eps < 0:
             raise ValueError(f"expected eps >= 0, got {eps}")
         super().__init__()
         self.eps, self.moment_matching = eps, moment_matching
         self.decorrelate_directions = decorrelate_directions
+        self.lazy_sites = lazy_sites
+
+    def _pyro_sample(self, msg) -> None:
+        name, fn = msg["name"], msg["fn"]
+        if (
+            msg["value"] is None
+            and not msg["done"]
+            and not msg["is_observed"]
+            and name in self.lazy_sites
+            and isinstance(unwrap(fn)[0], Normal)
+        ):
+            # the weight itself is never needed: a NaN placeholder (no memory, no random draw)
+            # stands for it, so that any other use of the value shows up as NaN, not as a wrong number
+            value = torch.full((), math.nan, dtype=torch.get_default_dtype()).expand(fn.shape())
+            self._drawn[value] = self._record(name, unwrap(fn)[0])
+            msg["value"], msg["done"] = value, True
+            return
+        super()._pyro_sample(msg)
 
     def _pyro_tangent_projection(self, msg) -> None:
         if not self.decorrelate_directions or msg["done"]:

@@ -114,3 +114,41 @@ def test_lrt_handler_clears_and_checks_eps():
         w = pyro.sample("w", ZeroMeanNormal(torch.ones(3, 4)).to_event(2))
         assert len(h._drawn) == 1
     assert len(h._drawn) == 0 and w.shape == (3, 4)  # the registry is cleared on exit
+
+
+def test_lazy_sites_skip_the_weight_draw_exactly():
+    """A lazy site's weight is never drawn: the trace holds a NaN placeholder and the op's output is
+    the LRT formula with the op's own noise as the only random draw."""
+    torch.manual_seed(0)
+    loc, scale = torch.randn(3, 4), torch.rand(3, 4) + 0.1
+    x = torch.randn(5, 4)
+    torch.manual_seed(1)
+    with local_reparameterization(lazy_sites={"w"}):
+        tr = pyro.poutine.trace(lambda: pyro.sample("w", dist.Normal(loc, scale).to_event(2))).get_trace()
+        w = tr.nodes["w"]["value"]
+        out = ops.linear(x, w)
+    assert w.shape == (3, 4) and torch.isnan(w).all() and w.stride() == (0, 0)
+    torch.manual_seed(1)
+    expected = x @ loc.T + torch.randn(5, 3) * ((x.square() @ scale.square().T) + 1e-16).sqrt()
+    torch.testing.assert_close(out, expected)
+    # any other use of the placeholder is loud (NaN, or an error under validation), never a wrong number
+    assert torch.isnan(dist.Normal(loc, scale, validate_args=False).log_prob(w)).all()
+    with pytest.raises(ValueError, match="support"):
+        dist.Normal(loc, scale, validate_args=True).log_prob(w)
+
+
+def test_fit_makes_lazy_only_the_sites_with_analytic_kl():
+    from pyro_varnet.infer import DecomposedELBO, fit
+    from pyro_varnet.infer.fit import _analytic_sites
+
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    for prior, expected in (("log-uniform", {"net.fc1.weight", "net.fc2.weight"}), ("student-t", set())):
+        pyro.clear_param_store()
+        model = Classifier(MLP([4, 6, 2], prior=prior), num_data=40)
+        guide = NetworkGuide(model, default="layer")
+        guide(x)
+        state = torch.get_rng_state()
+        assert _analytic_sites(model, guide, DecomposedELBO(), x, y) == expected
+        assert torch.equal(torch.get_rng_state(), state)  # the probe leaves the RNG alone
+        h = fit(model, guide, (x, y), epochs=2, batch_size=20, seed=0, progress=False)
+        assert all(math.isfinite(e["elbo"]) for e in h.epochs)
