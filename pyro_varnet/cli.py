@@ -244,8 +244,8 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def prune_run(args: argparse.Namespace) -> int:
-    from .analysis import plot_prune_curve, prune_curve
+def _load_run(args):
+    """Rebuild a ``varnet train`` run folder's model and guide with its trained parameters."""
     from .infer import restore
 
     run = Path(args.run)
@@ -254,12 +254,19 @@ def prune_run(args: argparse.Namespace) -> int:
     spec = json.loads((run / "args.json").read_text())
     if args.threads:
         torch.set_num_threads(args.threads)
-    x, y = datasets.load_mnist(args.data_root, train=True)
+    x, _ = datasets.load_mnist(args.data_root, train=True)
     test = datasets.load_mnist(args.data_root, train=False)
     if args.limit:
         test = (test[0][: args.limit], test[1][: args.limit])
     model, guide = _build(spec["model"], spec["prior"], spec["bayesian"], spec["guide"], len(x))
     restore(model, guide, run / "checkpoint.pt", x)
+    return run, model, guide, test
+
+
+def prune_run(args: argparse.Namespace) -> int:
+    from .analysis import plot_prune_curve, prune_curve
+
+    run, model, guide, test = _load_run(args)
     site = args.site if "." in args.site else f"net.{args.site}.weight"
     pyro.set_rng_seed(args.seed)
     rows = prune_curve(model, guide, test, site, num_samples=args.samples)
@@ -275,6 +282,25 @@ def prune_run(args: argparse.Namespace) -> int:
     plot_prune_curve(rows, run / "prune.png", title=f"Pruning {site} by σ (VN Fig. 5)")
     (run / "prune.json").write_text(json.dumps(rows, indent=2))
     print(f"curve in {run}/prune.png, prune.json")
+    return 0
+
+
+def wn_report(args: argparse.Namespace) -> int:
+    from .analysis import plot_weightnorm_posteriors, structured_sparsity, weightnorm_posteriors
+
+    run, model, guide, _ = _load_run(args)
+    layers = sorted({n.rsplit(".", 1)[0] for n in guide.site_names if n.endswith(".angle")})
+    if not layers:
+        raise ValueError(f"{run} has no weight-normalized layers (train a wn- model)")
+    table = structured_sparsity(guide, layers, args.log_alpha_threshold)
+    print(f"neurons whose magnitude is noise-dominated (log alpha > {args.log_alpha_threshold}) in {run}:")
+    print(table.to_string(index=False))
+    table.to_csv(run / "wn_sparsity.csv", index=False)
+    for layer in layers:
+        weightnorm_posteriors(guide, layer).to_csv(run / f"wn_posteriors_{layer}.csv", index=False)
+    layer = args.layer if args.layer.startswith("net.") else f"net.{args.layer}"
+    plot_weightnorm_posteriors(guide, layer, run / "wn_posteriors.png")
+    print(f"q(g), q(angle) of {layer} in {run}/wn_posteriors.png; per-neuron tables wn_posteriors_*.csv")
     return 0
 
 
@@ -404,6 +430,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=0)
     r.set_defaults(func=prune_run)
+    w = sub.add_parser(
+        "wn-report", help="a trained wn- run: q(g), q(angle) per neuron (WN Fig. 6), structured sparsity"
+    )
+    w.add_argument("run", help="a varnet train run folder of a wn- model")
+    w.add_argument("--layer", default="fc1", help="layer to plot (default fc1)")
+    w.add_argument("--log-alpha-threshold", type=float, default=3.0)
+    w.add_argument("--data-root", default=None)
+    w.add_argument("--limit", type=int, default=0)
+    w.add_argument("--threads", type=int, default=0)
+    w.set_defaults(func=wn_report)
     return p
 
 

@@ -12,6 +12,7 @@ from .plots import (
 )
 from .pruning import plot_prune_curve, prune_curve
 from .report import ELBOReport, compare, elbo_report, mmd_bound
+from .weightnorm import plot_weightnorm_posteriors, structured_sparsity, weightnorm_posteriors
 
 __all__ = [
     "ELBOReport",
@@ -27,5 +28,8 @@ __all__ = [
     "plot_phase_transition",
     "plot_prune_curve",
     "plot_sample_accuracies",
+    "plot_weightnorm_posteriors",
     "prune_curve",
+    "structured_sparsity",
+    "weightnorm_posteriors",
 ]

@@ -90,6 +90,7 @@ class LocalReparameterizationMessenger(WeightOpMessenger):
             # stands for it, so that any other use of the value shows up as NaN, not as a wrong number
             value = torch.full((), math.nan, dtype=torch.get_default_dtype()).expand(fn.shape())
             self._drawn[value] = self._record(name, unwrap(fn)[0])
+            self._bases[value] = unwrap(fn)[0]  # ops.per_object draws from it per object
             msg["value"], msg["done"] = value, True
             return
         super()._pyro_sample(msg)

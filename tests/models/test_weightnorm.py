@@ -197,3 +197,39 @@ def test_bad_arguments():
         WeightNormLinear(1, 3)
     with pytest.raises(ValueError, match="expected input of shape"):
         WeightNormLinear(3, 2)(torch.randn(4, 5))
+
+
+def test_posterior_table_sparsity_and_plot(tmp_path):
+    from pyro_varnet.analysis import plot_weightnorm_posteriors, structured_sparsity, weightnorm_posteriors
+
+    layer, x = WeightNormLinear(4, 6), torch.randn(3, 4)
+    model, guide = _setup(layer, x)
+    with torch.no_grad():
+        guide.site("layer.g").log_lambda[:2] = 3.0  # two neurons whose magnitude is pure noise
+    df = weightnorm_posteriors(guide, "layer")
+    assert len(df) == 6 and (df["mean_angle"].between(0, math.pi / 2)).all()
+    torch.testing.assert_close(
+        torch.tensor(df["log_alpha"].values),
+        2 * (torch.tensor(df["lambda"].values) / torch.tensor(df["m"].values)).log(),
+    )
+    sp = structured_sparsity(guide, ["layer"])
+    assert sp.loc[0, "removable"] == 2 and sp.loc[0, "fraction"] == pytest.approx(2 / 6)
+    plot_weightnorm_posteriors(guide, "layer", tmp_path / "wn.png", neurons=4)
+    assert (tmp_path / "wn.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("decorrelate", [False, True])
+def test_fit_trains_a_weightnorm_net_under_lrt(decorrelate):
+    """fit's lazy weights must still give per-object draws of g and ε (a NaN placeholder otherwise)."""
+    from pyro_varnet.infer import fit
+    from pyro_varnet.models import WNLeNet300_100
+
+    torch.manual_seed(0)
+    x = torch.rand(60, 1, 28, 28)
+    y = (x.mean((1, 2, 3)) > 0.5).long()
+    pyro.clear_param_store()
+    model = Classifier(WNLeNet300_100(sizes=(784, 16, 8, 2)), num_data=60)
+    guide = NetworkGuide(model)
+    options = {"decorrelate_directions": decorrelate}
+    h = fit(model, guide, (x, y), epochs=2, batch_size=30, lrt_options=options, progress=False)
+    assert all(math.isfinite(e["elbo"]) for e in h.epochs)
