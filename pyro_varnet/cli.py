@@ -217,8 +217,11 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
         lr=args.lr,
         lr_schedule=None if args.lr_schedule == "constant" else args.lr_schedule,
         lr_multipliers=_lr_multipliers(args.lr_mult),
-        lrt={"auto": None, "on": True, "off": False}[args.lrt],
-        lrt_options={"decorrelate_directions": True} if args.decorrelate_directions else None,
+        lrt={"auto": None, "on": True, "off": False, "moment-matching": True, "flipout": "flipout"}[args.lrt],
+        lrt_options={
+            **({"decorrelate_directions": True} if args.decorrelate_directions else {}),
+            **({"moment_matching": True} if args.lrt == "moment-matching" else {}),
+        },
         test_data=test_data,
         eval_modes=args.eval_modes.split(","),
         eval_samples=args.eval_samples,
@@ -374,9 +377,10 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
     )
     t.add_argument(
         "--lrt",
-        choices=("auto", "on", "off"),
+        choices=("auto", "on", "off", "moment-matching", "flipout"),
         default="auto",
-        help="local reparameterization (auto: on when every family allows it exactly); off = one draw per batch",
+        help="local reparameterization (auto: on when exact for every family; off: one draw per batch; "
+        "moment-matching: fast dropout for Bernoulli/uniform layers; flipout: one draw, decorrelated)",
     )
     t.add_argument(
         "--decorrelate-directions",

@@ -16,7 +16,7 @@ from pyro.infer import SVI
 from pyro.optim.optim import normalize_param_name
 from tqdm.auto import tqdm
 
-from ..poutine import local_reparameterization, scale_latent
+from ..poutine import flipout, local_reparameterization, scale_latent
 from . import checkpoint as ckpt
 from .elbo import DecomposedELBO
 from .history import History
@@ -75,7 +75,7 @@ def fit(
     lr_multipliers: Mapping[str, float] | None = None,
     kl_weight: Schedule | None = None,
     warmup_epochs: float = 0.0,
-    lrt: bool | None = None,
+    lrt: bool | str | None = None,
     lrt_options: Mapping | None = None,
     num_particles: int = 1,
     test_data=None,
@@ -104,6 +104,10 @@ def fit(
         ``pattern`` (first match wins) learn at ``factor`` × the scheduled lr, e.g.
         ``{"*log_alpha*": 10}`` so that a scalar log α (which Adam moves by about lr per
         step) can travel the ~10 units of a phase transition in a CPU budget.
+    :param lrt: ``True``: :func:`~pyro_varnet.poutine.local_reparameterization`; ``False``:
+        one weight draw per mini-batch; ``"flipout"``: one draw decorrelated per object by
+        :func:`~pyro_varnet.poutine.flipout` (families without an exact LRT: Bernoulli and
+        uniform variance layers); ``None``: ``True`` when every family allows it exactly.
     :param lrt_options: keyword arguments of :func:`~pyro_varnet.poutine.local_reparameterization`
         (e.g. ``{"decorrelate_directions": True}`` for weight-normalized layers), plus
         ``lazy_weights`` (default ``True``): do not draw weights that only the LRT ops and an
@@ -147,8 +151,10 @@ def fit(
         m.train()
     if lrt is None:
         lrt = bool(getattr(guide, "exact_lrt", False))
+    if lrt not in (True, False, "flipout"):
+        raise ValueError(f"expected lrt True, False, None or 'flipout', got {lrt!r}")
     lrt_opts = dict(lrt_options or {})
-    lazy_weights = lrt_opts.pop("lazy_weights", True)
+    lazy_weights = lrt_opts.pop("lazy_weights", True) and lrt is True
 
     elbo = DecomposedELBO(num_particles=num_particles)
     mult = _multiplier(lr_multipliers)
@@ -171,7 +177,7 @@ def fit(
         optim.set_state(state["optim"])
         ckpt.set_rng_state(state["rng"], shuffle)
 
-    lazy_sites = _analytic_sites(model, guide, elbo, x, y) if lrt and lazy_weights else frozenset()
+    lazy_sites = _analytic_sites(model, guide, elbo, x, y) if lazy_weights else frozenset()
     n, steps_per_epoch = x.shape[0], math.ceil(x.shape[0] / batch_size)
     bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, disable=not progress, unit="step")
     for epoch in range(start_epoch + 1, epochs + 1):
@@ -185,7 +191,10 @@ def fit(
             if lr_schedule is not None:
                 _set_lr(optim, lr * lr_schedule(t), base_lr, mult)
             lazy = {"lazy_sites": lazy_sites} if lazy_weights else {}
-            lrt_handler = local_reparameterization(**lrt_opts, **lazy) if lrt else contextlib.nullcontext()
+            if lrt == "flipout":
+                lrt_handler = flipout()
+            else:
+                lrt_handler = local_reparameterization(**lrt_opts, **lazy) if lrt else contextlib.nullcontext()
             with scale_latent(scale=kl_weight(t)), lrt_handler:
                 loss = svi.step(xb, yb)
             if not math.isfinite(loss):

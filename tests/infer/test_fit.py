@@ -183,3 +183,18 @@ def test_lr_multipliers_scale_matching_parameters():
     assert abs(ls_plain) == pytest.approx(abs(ls_mult), rel=1e-6)  # an unmatched name keeps the base lr
     with pytest.raises(ValueError, match="positive finite lr multiplier"):
         fit(model, guide, (x, y), lr_multipliers={"*": 0.0}, progress=False)
+
+
+def test_flipout_training_for_families_without_exact_lrt():
+    from pyro_varnet.guides import BernoulliVariance
+
+    torch.manual_seed(0)
+    x, y = toy_problem(50, seed=0)
+    pyro.clear_param_store()
+    model = Classifier(MLP([2, 16, 4], bayesian=["fc1"]), num_data=len(x))
+    guide = NetworkGuide(model, default=BernoulliVariance())
+    h = fit(model, guide, (x / 10, y), epochs=3, batch_size=50, lr=0.02, lrt="flipout", seed=0, progress=False)
+    assert all(math.isfinite(e["elbo"]) for e in h.epochs)
+    assert h.epochs[-1]["data"] > h.epochs[0]["data"]
+    with pytest.raises(ValueError, match="flipout"):
+        fit(model, guide, (x, y), lrt="always", progress=False)
