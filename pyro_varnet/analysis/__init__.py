@@ -8,6 +8,7 @@ from .plots import (
     plot_bottleneck,
     plot_kl_priors,
     plot_phase_transition,
+    plot_prior_phase_transitions,
     plot_sample_accuracies,
 )
 from .pruning import plot_prune_curve, prune_curve
@@ -26,6 +27,7 @@ __all__ = [
     "plot_bottleneck",
     "plot_kl_priors",
     "plot_phase_transition",
+    "plot_prior_phase_transitions",
     "plot_prune_curve",
     "plot_sample_accuracies",
     "plot_weightnorm_posteriors",

@@ -97,6 +97,39 @@ def plot_phase_transition(history, path=None, title: str = "Phase transition (VN
     return _save(fig, path)
 
 
+def plot_prior_phase_transitions(histories, site: str = "net.fc1.weight", path=None) -> Figure:
+    """VN Fig. 8: for each prior (``{name: History or DataFrame}``), the layer's mean log α and the
+    mean-propagation / one-sample test accuracy per epoch."""
+    fig = Figure(figsize=(11, 4))
+    ax_a, ax_acc = fig.subplots(1, 2)
+    for name, history in histories.items():
+        df = history.to_dataframe() if hasattr(history, "to_dataframe") else history
+        col = f"log_alpha/{site}"
+        if col not in df.columns:
+            raise ValueError(
+                f"history {name!r} has no {col!r}; sites are {[c for c in df.columns if 'log_alpha' in c]}"
+            )
+        (line,) = ax_a.plot(df["epoch"], df[col], marker="o", ms=3, label=name)
+        for mode, style in (("mean", "-"), ("sample", ":")):
+            c = f"test_acc_{mode}"
+            if c in df.columns:
+                rows = df[c].notna()
+                ax_acc.plot(
+                    df["epoch"][rows],
+                    100 * df[c][rows],
+                    style,
+                    color=line.get_color(),
+                    marker="o",
+                    ms=3,
+                    label=f"{name}: {'mean propagation' if mode == 'mean' else 'one sample'}",
+                )
+    ax_a.set(xlabel="epoch", ylabel=f"mean log α of {site}", title="the layer drifts toward a variance layer")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="mean propagation falls, samples hold")
+    ax_a.legend()
+    ax_acc.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def kl_student_t_quadrature(log_alpha: float, df: float, loc: float = 1.0) -> float:
     r"""KL(N(μ, αμ²) ‖ St(ν)) by adaptive quadrature (VN eq. 9-10), for plots and tests."""
     from scipy import integrate, special, stats

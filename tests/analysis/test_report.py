@@ -16,6 +16,7 @@ from pyro_varnet.analysis import (
     plot_activation_levels,
     plot_kl_priors,
     plot_phase_transition,
+    plot_prior_phase_transitions,
     plot_sample_accuracies,
 )
 from pyro_varnet.data import toy_problem
@@ -84,7 +85,11 @@ def test_plots_write_pngs(trained, tmp_path):
     plot_sample_accuracies(r.sample_accuracies, r.metrics["acc_ensemble"], tmp_path / "hist.png")
     plot_activation_levels(model, guide, model.net.fc1, test[0], test[1], tmp_path / "levels.png", neurons=2)
     plot_kl_priors(tmp_path / "kl.png", dfs=(1e-16,))
-    for name in ("phase", "hist", "levels", "kl"):
+    site = next(c for c in h.to_dataframe().columns if c.startswith("log_alpha/")).split("/", 1)[1]
+    plot_prior_phase_transitions({"log-uniform": h, "again": h.to_dataframe()}, site, tmp_path / "priors.png")
+    with pytest.raises(ValueError, match="has no"):
+        plot_prior_phase_transitions({"x": h}, "net.nothing.weight")
+    for name in ("phase", "hist", "levels", "kl", "priors"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
