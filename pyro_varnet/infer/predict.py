@@ -44,8 +44,11 @@ def one_sample(model: Callable, guide: Callable, x: torch.Tensor, batch_size: in
     return lp, guide_trace
 
 
-def _ensemble(model, guide, x, num_samples, lrt, max_objects) -> torch.Tensor:
-    """log (1/K) Σ_k softmax(f(x, W_k)) — VN eq. 2 — as log-probabilities."""
+def _ensemble(model, guide, x, num_samples, lrt, max_objects, batch_size) -> torch.Tensor:
+    """log (1/K) Σ_k softmax(f(x, W_k)) — VN eq. 2 — as log-probabilities.
+
+    By direct sampling each of the K weight draws is made once and applied to every batch
+    of ``x`` (K networks), so the guide is sampled K times, not K × batches."""
     total = None
     if lrt:
         # every object-copy gets its own noise under LRT: K copies of the batch are K samples
@@ -61,7 +64,7 @@ def _ensemble(model, guide, x, num_samples, lrt, max_objects) -> torch.Tensor:
             done += k
     else:
         for _ in range(num_samples):
-            lp = torch.log_softmax(run_once(model, guide, x), -1)
+            lp = one_sample(model, guide, x, batch_size)[0]
             total = lp if total is None else torch.logaddexp(total, lp)
     return total - math.log(num_samples)
 
@@ -105,10 +108,13 @@ def predict(
 
         else:
             handler = zero_mean_approximation() if mode == "zero_mean" else contextlib.nullcontext()
+            if not lrt:  # the K weight draws are shared by all batches
+                with handler:
+                    return _ensemble(model, guide, x, num_samples, lrt, max_objects, batch_size)
 
             def one(xb):
                 with handler:
-                    return _ensemble(model, guide, xb, num_samples, lrt, max_objects)
+                    return _ensemble(model, guide, xb, num_samples, lrt, max_objects, batch_size)
 
         outs = [one(xb) for xb in torch.split(x, batch_size)]
     return torch.cat(outs)
