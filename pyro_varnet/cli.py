@@ -247,11 +247,11 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_run(args):
+def _load_run(args, run=None):
     """Rebuild a ``varnet train`` run folder's model and guide with its trained parameters."""
     from .infer import restore
 
-    run = Path(args.run)
+    run = Path(run or args.run)
     if not (run / "args.json").exists() or not (run / "checkpoint.pt").exists():
         raise FileNotFoundError(f"{run} is not a varnet train run folder (needs args.json and checkpoint.pt)")
     spec = json.loads((run / "args.json").read_text())
@@ -285,6 +285,41 @@ def prune_run(args: argparse.Namespace) -> int:
     plot_prune_curve(rows, run / "prune.png", title=f"Pruning {site} by σ (VN Fig. 5)")
     (run / "prune.json").write_text(json.dumps(rows, indent=2))
     print(f"curve in {run}/prune.png, prune.json")
+    return 0
+
+
+def attack(args: argparse.Namespace) -> int:
+    from .adversarial import DeepEnsemble, PredictiveNet, attack_success_curve, random_targets
+    from .analysis.plots import plot_attack_curves
+
+    store = pyro.get_param_store()
+    nets, test = {}, None
+    for spec in args.net:
+        name, _, runs = spec.partition("=")
+        if not runs:
+            raise ValueError(f"cannot read --net {spec!r}: expected NAME=RUN or NAME=RUN1+RUN2+...")
+        members = []
+        for run in runs.split("+"):
+            with store.scope() as state:
+                _, model, guide, test = _load_run(args, run)
+            stochastic = bool(guide.site_names)
+            mode = "ensemble" if stochastic else "mean"
+            members.append(PredictiveNet(model, guide, mode, args.samples, param_state=state))
+        nets[name] = members[0] if len(members) == 1 else DeepEnsemble(members)
+    x, y = test[0][: args.n], test[1][: args.n]
+    targets = random_targets(y, seed=args.seed)
+    curves = {}
+    for name, net in nets.items():
+        pyro.set_rng_seed(args.seed)
+        curves[name] = attack_success_curve(net, x, targets, args.steps, args.step_size)
+        marks = sorted({m for m in (1, 5, 10, args.steps) if m <= args.steps})
+        rates = " / ".join(f"{100 * curves[name][m - 1]:.1f} %" for m in marks)
+        print(f"{name:>20}: success after {'/'.join(map(str, marks))} steps: {rates}", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "attack.json").write_text(json.dumps({"step_size": args.step_size, "n": len(x), "curves": curves}, indent=2))
+    plot_attack_curves(curves, out / "attack.png", title=f"targeted iterative FGSM, step {args.step_size}")
+    print(f"curves in {out}/attack.png, attack.json")
     return 0
 
 
@@ -444,6 +479,24 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--limit", type=int, default=0)
     w.add_argument("--threads", type=int, default=0)
     w.set_defaults(func=wn_report)
+    a = sub.add_parser("attack", help="targeted iterative FGSM on trained runs, EOT gradients (VN Fig. 7)")
+    a.add_argument(
+        "--net",
+        action="append",
+        required=True,
+        metavar="NAME=RUN[+RUN...]",
+        help="a trained run (several joined by + form a deep ensemble); repeat for each model",
+    )
+    a.add_argument("--n", type=int, default=500, help="test images attacked")
+    a.add_argument("--steps", type=int, default=20)
+    a.add_argument("--step-size", type=float, default=0.01, help="fixed FGSM step (inputs in [0, 1])")
+    a.add_argument("--samples", type=int, default=10, help="weight draws per prediction (and per gradient)")
+    a.add_argument("--out", default="reports/attack")
+    a.add_argument("--data-root", default=None)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--threads", type=int, default=0)
+    a.add_argument("--limit", type=int, default=0)
+    a.set_defaults(func=attack)
     return p
 
 

@@ -67,6 +67,50 @@ def test_train_smoke_and_resume(tmp_path, capsys):
     assert rows[0]["sparsity"] == 0.0 and rows[-1]["sparsity"] > 0.98
     assert (tmp_path / "prune.png").is_file()
     assert cli.main(["prune", str(tmp_path / "nothing")]) == 2
+    # ... and attacked next to a deterministic run (VN Fig. 7 plumbing)
+    det = tmp_path / "det"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--model",
+                "lenet5",
+                "--bayesian",
+                "none",
+                "--guide",
+                "layer",
+                "--limit",
+                "200",
+                "--out",
+                str(det),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    nets = ["--net", f"variance={tmp_path}", "--net", f"deterministic={det}", "--net", f"ensemble={det}+{det}"]
+    assert (
+        cli.main(
+            [
+                "attack",
+                *nets,
+                "--n",
+                "20",
+                "--steps",
+                "3",
+                "--samples",
+                "2",
+                "--limit",
+                "50",
+                "--out",
+                str(tmp_path / "atk"),
+            ]
+        )
+        == 0
+    )
+    curves = json.loads((tmp_path / "atk" / "attack.json").read_text())["curves"]
+    assert set(curves) == {"variance", "deterministic", "ensemble"} and all(len(c) == 3 for c in curves.values())
+    assert curves["ensemble"] == curves["deterministic"]  # an ensemble of one net twice is that net
 
 
 @pytest.mark.integration

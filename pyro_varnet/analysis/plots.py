@@ -196,3 +196,14 @@ def plot_activation_levels(
     axes[0].legend(title="class", fontsize=6, ncol=2)
     fig.suptitle("Variance-layer activation levels per class (VN Fig. 9)")
     return _save(fig, path)
+
+
+def plot_attack_curves(curves, path=None, title: str = "targeted iterative FGSM (VN Fig. 7)") -> Figure:
+    """Successful-attack rate per iteration, one line per model (``{name: [rate per step]}``)."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for name, rates in curves.items():
+        ax.plot(range(1, len(rates) + 1), [100 * r for r in rates], marker="o", ms=3, label=name)
+    ax.set(xlabel="attack iteration", ylabel="successful attacks (%)", title=title, ylim=(0, 100))
+    ax.legend()
+    return _save(fig, path)
