@@ -323,6 +323,26 @@ def attack(args: argparse.Namespace) -> int:
     return 0
 
 
+def rl(args: argparse.Namespace) -> int:
+    from .analysis.plots import plot_rl_curves
+    from .rl import compare_exploration
+
+    t0 = time.perf_counter()
+    kinds = args.methods.split(",")
+    res = compare_exploration(args.env, kinds, args.seeds, args.episodes, args.lr, args.last, args.processes)
+    print(
+        f"REINFORCE on {args.env}: mean return over the last {args.last} of {args.episodes} episodes, "
+        f"{args.seeds} seeds"
+    )
+    _print_table([(k, f"{m:.1f} ± {se:.1f} (SE)") for k, (m, se) in res["final"].items()])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rl.json").write_text(json.dumps({**res, "seconds": time.perf_counter() - t0}))
+    plot_rl_curves(res["returns"], out / "rl.png", title=f"REINFORCE on {args.env} (VN Fig. 6)")
+    print(f"curves in {out}/rl.png, rl.json ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
 def wn_report(args: argparse.Namespace) -> int:
     from .analysis import plot_weightnorm_posteriors, structured_sparsity, weightnorm_posteriors
 
@@ -497,6 +517,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--threads", type=int, default=0)
     a.add_argument("--limit", type=int, default=0)
     a.set_defaults(func=attack)
+    q = sub.add_parser("rl", help="REINFORCE with deterministic / parameter-noise / variance policies (VN Fig. 6)")
+    q.add_argument("--env", default="CartPole-v1")
+    q.add_argument("--methods", default="deterministic,parameter-noise,variance")
+    q.add_argument("--seeds", type=int, default=5)
+    q.add_argument("--episodes", type=int, default=300)
+    q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--last", type=int, default=20, help="episodes averaged into a seed's final score")
+    q.add_argument("--processes", type=int, default=1)
+    q.add_argument("--out", default="reports/rl")
+    q.set_defaults(func=rl)
     return p
 
 

@@ -1,0 +1,172 @@
+r"""Exploration with variance-layer parameter noise in policy gradient (VN §6.2, Fig. 6).
+
+A policy with three fully connected hidden layers of 256 units (VN §6.2; the output layer
+gives action logits) whose **second** hidden layer is
+
+* ``"deterministic"`` — an ordinary linear layer;
+* ``"parameter-noise"`` — :math:`W = \mu + \sigma\circ\varepsilon` with learned μ and σ
+  (Fortunato et al. 2017; Plappert et al. 2017);
+* ``"variance"`` — a variance layer :math:`W = \sigma\circ\varepsilon`, zero mean, learned σ
+  (VN §3).
+
+Noise ε is drawn once per episode; the policy is trained by REINFORCE (Williams 1992) with
+one Adam update per episode and reward-to-go normalised within the episode. Environments
+come from gymnasium.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._checks import check_choice
+
+LAYERS = ("deterministic", "parameter-noise", "variance")
+
+
+class EpisodeNoiseLinear(nn.Module):
+    """Linear layer whose weight noise is redrawn by :meth:`resample` (once per episode)."""
+
+    def __init__(self, n_in: int, n_out: int, kind: str, init_sigma: float = 0.5) -> None:
+        super().__init__()
+        check_choice("policy layer", kind, LAYERS)
+        self.kind = kind
+        bound = 1 / math.sqrt(n_in)
+        if kind != "variance":
+            self.mu = nn.Parameter(torch.empty(n_out, n_in).uniform_(-bound, bound))
+        if kind != "deterministic":
+            # NoisyNet's σ0/√fan_in for parameter noise; a variance layer's σ as the authors' code: U(±1/√fan_in)
+            init = torch.full((n_out, n_in), init_sigma * bound) if kind == "parameter-noise" else None
+            self.sigma = nn.Parameter(init if init is not None else torch.empty(n_out, n_in).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+        self.register_buffer("eps", torch.zeros(n_out, n_in))
+        self.resample()
+
+    def resample(self) -> None:
+        if self.kind != "deterministic":
+            self.eps.normal_()
+
+    def weight(self) -> torch.Tensor:
+        if self.kind == "deterministic":
+            return self.mu
+        noise = self.sigma * self.eps
+        return noise if self.kind == "variance" else self.mu + noise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight(), self.bias)
+
+
+class Policy(nn.Module):
+    """obs → 256 → 256 (the chosen layer) → 256 → action logits, tanh activations."""
+
+    def __init__(self, obs_dim: int, n_actions: int, kind: str = "variance", hidden: int = 256) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(obs_dim, hidden)
+        self.fc2 = EpisodeNoiseLinear(hidden, hidden, kind)
+        self.fc3 = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, n_actions)
+
+    def resample(self) -> None:
+        self.fc2.resample()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.fc1(obs))
+        h = torch.tanh(self.fc2(h))
+        return self.out(torch.tanh(self.fc3(h)))
+
+
+def reward_to_go(rewards: Sequence[float], gamma: float) -> torch.Tensor:
+    out, running = [], 0.0
+    for r in reversed(rewards):
+        running = r + gamma * running
+        out.append(running)
+    return torch.tensor(out[::-1], dtype=torch.float32)
+
+
+def reinforce(
+    env_id: str = "CartPole-v1",
+    kind: str = "variance",
+    episodes: int = 300,
+    seed: int = 0,
+    lr: float = 1e-3,
+    gamma: float = 0.99,
+    hidden: int = 256,
+) -> list[float]:
+    """Train a policy by REINFORCE; returns the return of every training episode."""
+    import gymnasium as gym
+
+    check_choice("policy layer", kind, LAYERS)
+    if episodes < 1:
+        raise ValueError(f"expected episodes >= 1, got {episodes}")
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    env = gym.make(env_id)
+    policy = Policy(env.observation_space.shape[0], env.action_space.n, kind, hidden)
+    opt = torch.optim.Adam(policy.parameters(), lr)
+    returns = []
+    for episode in range(episodes):
+        policy.resample()  # one noise draw per episode
+        obs, _ = env.reset(seed=seed * 100_000 + episode)
+        logps, rewards, done = [], [], False
+        while not done:
+            logits = policy(torch.as_tensor(obs, dtype=torch.float32))
+            dist = torch.distributions.Categorical(logits=logits)
+            action = dist.sample()
+            logps.append(dist.log_prob(action))
+            obs, reward, terminated, truncated, _ = env.step(int(action))
+            rewards.append(float(reward))
+            done = terminated or truncated
+        g = reward_to_go(rewards, gamma)
+        g = (g - g.mean()) / (g.std() + 1e-8) if len(g) > 1 else g - g.mean()
+        loss = -(torch.stack(logps) * g).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        returns.append(sum(rewards))
+    env.close()
+    return returns
+
+
+def _run(args):
+    env_id, kind, episodes, seed, lr = args
+    torch.set_num_threads(1)
+    return reinforce(env_id, kind, episodes, seed, lr)
+
+
+def compare_exploration(
+    env_id: str = "CartPole-v1",
+    kinds: Sequence[str] = LAYERS,
+    seeds: int = 5,
+    episodes: int = 300,
+    lr: float = 1e-3,
+    last: int = 20,
+    processes: int = 1,
+) -> dict:
+    """REINFORCE for every policy kind and seed. Returns ``{"returns": {kind: [[per episode] per
+    seed]}, "final": {kind: (mean, standard error over seeds)}}``, a seed's score being its
+    mean return over the ``last`` episodes."""
+    for kind in kinds:
+        check_choice("policy layer", kind, LAYERS)
+    jobs = [(env_id, kind, episodes, seed, lr) for kind in kinds for seed in range(seeds)]
+    if processes > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(processes) as pool:
+            outs = pool.map(_run, jobs)
+    else:
+        outs = [_run(job) for job in jobs]
+    returns = {kind: [] for kind in kinds}
+    for (_, kind, *_), out in zip(jobs, outs):
+        returns[kind].append(out)
+    final = {}
+    for kind, runs in returns.items():
+        scores = np.array([np.mean(r[-last:]) for r in runs])
+        se = float(scores.std(ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else float("nan")
+        final[kind] = (float(scores.mean()), se)
+    return {"returns": returns, "final": final}

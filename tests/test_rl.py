@@ -1,0 +1,55 @@
+"""Policy-gradient exploration with variance layers (VN §6.2)."""
+
+import math
+
+import pytest
+import torch
+
+from pyro_varnet.rl import LAYERS, EpisodeNoiseLinear, Policy, compare_exploration, reinforce, reward_to_go
+from tests.common import assert_within_se
+
+
+def test_reward_to_go():
+    torch.testing.assert_close(reward_to_go([1.0, 1.0, 1.0], 0.5), torch.tensor([1.75, 1.5, 1.0]))
+
+
+def test_noise_is_fixed_within_an_episode_and_redrawn_between():
+    torch.manual_seed(0)
+    layer = EpisodeNoiseLinear(4, 3, "variance")
+    x = torch.randn(2, 4)
+    a, b = layer(x), layer(x)
+    torch.testing.assert_close(a, b)
+    layer.resample()
+    assert not torch.allclose(layer(x), a)
+    det = EpisodeNoiseLinear(4, 3, "deterministic")
+    before = det(x)
+    det.resample()
+    torch.testing.assert_close(det(x), before)
+
+
+def test_variance_layer_weights_have_zero_mean_and_variance_sigma2():
+    torch.manual_seed(1)
+    layer = EpisodeNoiseLinear(3, 2, "variance")
+    k = 20000
+    ws = []
+    for _ in range(k):
+        layer.resample()
+        ws.append(layer.weight().detach())
+    ws = torch.stack(ws).double()
+    var = layer.sigma.detach().double().square()
+    assert_within_se(ws.mean(0), torch.zeros_like(var), (var / k).sqrt(), msg="mean")
+    assert_within_se(ws.var(0), var, var * math.sqrt(2 / (k - 1)), msg="variance")
+    noisy = EpisodeNoiseLinear(3, 2, "parameter-noise")
+    noisy.resample()
+    assert not torch.allclose(noisy.weight(), noisy.mu)
+
+
+def test_reinforce_and_comparison_smoke(tmp_path):
+    pytest.importorskip("gymnasium")
+    returns = reinforce("CartPole-v1", "variance", episodes=3, seed=0)
+    assert len(returns) == 3 and all(r >= 1 for r in returns)
+    assert reinforce("CartPole-v1", "variance", episodes=3, seed=0) == returns  # seeded
+    res = compare_exploration(kinds=LAYERS, seeds=2, episodes=2)
+    assert set(res["final"]) == set(LAYERS) and all(len(v) == 2 for v in res["returns"].values())
+    with pytest.raises(ValueError, match="policy layer"):
+        Policy(4, 2, kind="dropout")
