@@ -13,8 +13,14 @@ LISTED = [
     "02_lenet5_mnist.ipynb",
     "03_compare_guides_elbo.ipynb",
     "04_direction_magnitude_noise.ipynb",
+    "05_adversarial_and_rl.ipynb",
 ]
-NEEDS_MNIST = {"02_lenet5_mnist.ipynb", "03_compare_guides_elbo.ipynb", "04_direction_magnitude_noise.ipynb"}
+NEEDS_MNIST = {
+    "02_lenet5_mnist.ipynb",
+    "03_compare_guides_elbo.ipynb",
+    "04_direction_magnitude_noise.ipynb",
+    "05_adversarial_and_rl.ipynb",
+}
 NO_FIGURES = {"03_compare_guides_elbo.ipynb"}  # tables only
 HAVE_MNIST = os.path.isdir(os.path.join(os.environ.get("PYRO_VARNET_DATA", "/nonexistent"), "MNIST", "raw"))
 
