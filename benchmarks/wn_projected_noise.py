@@ -25,12 +25,11 @@ from pyro_varnet.data import load_mnist
 from pyro_varnet.models import NoisyWeightNormLinear, set_stochastic
 
 
-def build(sizes, alpha, direction):
+def build(sizes, alpha, direction, noisy_output=False):
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         last = i == len(sizes) - 2
-        # the output layer stays noise-free, as in the thesis' hidden-layer experiments
-        kind = "none" if last else direction
+        kind = "none" if last and not noisy_output else direction
         layers.append(NoisyWeightNormLinear(n_in, n_out, direction=kind, direction_scale=alpha))
         if not last:
             layers.append(nn.ReLU())
@@ -55,6 +54,7 @@ def main() -> None:
     p.add_argument("--hidden", default="1024,1024,2048", help="hidden sizes (the thesis: 1024,1024,2048)")
     p.add_argument("--alpha", type=float, default=0.014, help="projected-noise variance (WN Fig. 3: 0.014)")
     p.add_argument("--direction", default="projected", help="projected | tangent | rotate-tn | rotate-beta")
+    p.add_argument("--noisy-output", action="store_true", help="direction noise on the output layer too")
     p.add_argument("--train-size", type=int, default=50000)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=100)
@@ -70,7 +70,7 @@ def main() -> None:
     xt, yt = load_mnist(args.data_root, train=False)
     x, y = x[: args.train_size], y[: args.train_size]
     sizes = [784, *map(int, args.hidden.split(",")), 10]
-    net = build(sizes, args.alpha, args.direction)
+    net = build(sizes, args.alpha, args.direction, args.noisy_output)
     opt = torch.optim.Adam(net.parameters(), args.lr)
     rows = []
     for epoch in range(1, args.epochs + 1):
