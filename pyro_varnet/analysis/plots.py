@@ -123,8 +123,8 @@ def plot_prior_phase_transitions(histories, site: str = "net.fc1.weight", path=N
                     ms=3,
                     label=f"{name}: {'mean propagation' if mode == 'mean' else 'one sample'}",
                 )
-    ax_a.set(xlabel="epoch", ylabel=f"mean log α of {site}", title="the layer drifts toward a variance layer")
-    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="mean propagation falls, samples hold")
+    ax_a.set(xlabel="epoch", ylabel=f"mean log α of {site}", title="log α per epoch (a variance layer: log α → ∞)")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch")
     ax_a.legend()
     ax_acc.legend(fontsize=7)
     return _save(fig, path)
