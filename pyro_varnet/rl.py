@@ -10,7 +10,8 @@ gives action logits) whose **second** hidden layer is
   (VN §3).
 
 Noise ε is drawn once per episode; the policy is trained by REINFORCE (Williams 1992) with
-one Adam update per episode and reward-to-go normalised within the episode. Environments
+one Adam update per episode; the reward-to-go is centred and scaled by running statistics
+across episodes. Environments
 come from gymnasium.
 """
 
@@ -62,7 +63,8 @@ class EpisodeNoiseLinear(nn.Module):
 
 
 class Policy(nn.Module):
-    """obs → 256 → 256 (the chosen layer) → 256 → action logits, tanh activations."""
+    """obs → 256 → 256 (the chosen layer) → 256 → action logits, ReLU activations (a variance layer
+    needs an asymmetric nonlinearity after it: its sign is noise, its magnitude the signal)."""
 
     def __init__(self, obs_dim: int, n_actions: int, kind: str = "variance", hidden: int = 256) -> None:
         super().__init__()
@@ -75,9 +77,9 @@ class Policy(nn.Module):
         self.fc2.resample()
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        h = torch.tanh(self.fc1(obs))
-        h = torch.tanh(self.fc2(h))
-        return self.out(torch.tanh(self.fc3(h)))
+        h = torch.relu(self.fc1(obs))
+        h = torch.relu(self.fc2(h))
+        return self.out(torch.relu(self.fc3(h)))
 
 
 def reward_to_go(rewards: Sequence[float], gamma: float) -> torch.Tensor:
@@ -109,7 +111,7 @@ def reinforce(
     env = gym.make(env_id)
     policy = Policy(env.observation_space.shape[0], env.action_space.n, kind, hidden)
     opt = torch.optim.Adam(policy.parameters(), lr)
-    returns = []
+    returns, base_mean, base_var = [], None, None
     for episode in range(episodes):
         policy.resample()  # one noise draw per episode
         obs, _ = env.reset(seed=seed * 100_000 + episode)
@@ -123,8 +125,12 @@ def reinforce(
             rewards.append(float(reward))
             done = terminated or truncated
         g = reward_to_go(rewards, gamma)
-        g = (g - g.mean()) / (g.std() + 1e-8) if len(g) > 1 else g - g.mean()
-        loss = -(torch.stack(logps) * g).sum()
+        # a baseline and scale that run across episodes: normalising within an episode would
+        # erase the one signal that matters on CartPole, that longer episodes are better
+        base_mean = g.mean().item() if base_mean is None else 0.9 * base_mean + 0.1 * g.mean().item()
+        base_var = g.var().item() if base_var is None else 0.9 * base_var + 0.1 * g.var().item()
+        adv = (g - base_mean) / (math.sqrt(base_var) + 1e-8) if base_var else g - base_mean
+        loss = -(torch.stack(logps) * adv).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
