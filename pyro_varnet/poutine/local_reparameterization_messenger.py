@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pyro.distributions import Normal
 
 from .._sites import unwrap
-from .weight_op_messenger import WeightOpMessenger
+from .weight_op_messenger import WeightOpMessenger, _signature
 
 
 def per_object_tangent_projection(x: torch.Tensor, v_norm: torch.Tensor) -> torch.Tensor:
@@ -98,11 +98,10 @@ class LocalReparameterizationMessenger(WeightOpMessenger):
     def _pyro_tangent_projection(self, msg) -> None:
         if not self.decorrelate_directions or msg["done"]:
             return
-        x, v_norm = msg["args"][:2]
-        conv = msg["args"][2] if len(msg["args"]) > 2 else msg["kwargs"].get("conv")
-        if conv is not None or msg["kwargs"].get("columns", False):
+        args = _signature(msg["fn"]).bind(*msg["args"], **msg["kwargs"]).arguments
+        if args.get("conv") is not None or args.get("columns", False):
             return  # one φ per mini-batch for convolutions and per-input (reverse) normalisation
-        msg["value"], msg["done"] = per_object_tangent_projection(x, v_norm), True
+        msg["value"], msg["done"] = per_object_tangent_projection(args["x"], args["v_norm"]), True
 
     def _record(self, name, base):
         zero_mean = getattr(base, "is_zero_mean", False)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from pyro.distributions import Delta
 
 from .site_messenger import SiteMessenger
+from .weight_op_messenger import _signature
 
 
 class MeanPropagationMessenger(SiteMessenger):
@@ -24,10 +25,12 @@ class MeanPropagationMessenger(SiteMessenger):
 
     def _pyro_tangent_projection(self, msg) -> None:
         # a uniform direction on the tangent sphere has mean 0 (weight-normalized layers)
-        x, v_norm = msg["args"][:2]
-        conv = msg["args"][2] if len(msg["args"]) > 2 else msg["kwargs"].get("conv")
-        shape_of = F.linear(x, v_norm) if conv is None else F.conv2d(x, v_norm, None, **conv)
-        msg["value"], msg["done"] = torch.zeros_like(shape_of), True
+        args = _signature(msg["fn"]).bind(*msg["args"], **msg["kwargs"]).arguments
+        x, v_norm, conv = args["x"], args["v_norm"], args.get("conv")
+        # the output shape only: the op runs on meta tensors, nothing is computed
+        xm, vm = x.to("meta"), v_norm.to("meta")
+        shape = (F.linear(xm, vm) if conv is None else F.conv2d(xm, vm, None, **conv)).shape
+        msg["value"], msg["done"] = torch.zeros(shape, dtype=x.dtype, device=x.device), True
 
     def _pyro_sample(self, msg) -> None:
         if not self._selected(msg):
