@@ -39,10 +39,21 @@ from pyro_varnet.directions import (
 )
 from pyro_varnet.distributions import LogUniform
 
+from .networks import MLP
+
 
 def _init_v(shape) -> torch.Tensor:
     fan_in = math.prod(shape[1:])
     return torch.empty(shape).uniform_(-1, 1) / math.sqrt(fan_in)
+
+
+def _init_weightnorm(module: nn.Module, shape, bias: bool, magnitude: bool) -> None:
+    """Direction ``v`` of ``shape`` (out, in, ...), a zero ``bias`` per output if asked, and —
+    for the non-variational layers — a deterministic magnitude ``g = 1`` per output."""
+    module.v = nn.Parameter(_init_v(shape))
+    if magnitude:
+        module.g = nn.Parameter(torch.ones(shape[0]))
+    module.bias = nn.Parameter(torch.zeros(shape[0])) if bias else None
 
 
 class _WeightNormBase(PyroModule):
@@ -72,8 +83,7 @@ class WeightNormLinear(_WeightNormBase):
         if in_features < 2 or out_features < 1 or (reverse and out_features < 2):
             raise ValueError("a weight-normalized direction needs dimension >= 2")
         self.in_features, self.out_features, self.reverse = in_features, out_features, reverse
-        self.v = nn.Parameter(_init_v((out_features, in_features)))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        _init_weightnorm(self, (out_features, in_features), bias, magnitude=False)
         self._init_sites(in_features if reverse else out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,8 +111,7 @@ class WeightNormConv2d(_WeightNormBase):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride=1, padding=0, bias=True) -> None:
         super().__init__()
         k = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        self.v = nn.Parameter(_init_v((out_channels, in_channels, *k)))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        _init_weightnorm(self, (out_channels, in_channels, *k), bias, magnitude=False)
         self.conv = {"stride": stride, "padding": padding}
         self.in_channels, self.out_channels = in_channels, out_channels
         self._init_sites(out_channels)
@@ -171,9 +180,7 @@ class NoisyWeightNormLinear(_NoisyBase):
     ) -> None:
         super().__init__()
         self._init_noise(direction, direction_scale, magnitude, magnitude_alpha, on)
-        self.v = nn.Parameter(_init_v((out_features, in_features)))
-        self.g = nn.Parameter(torch.ones(out_features))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        _init_weightnorm(self, (out_features, in_features), bias, magnitude=True)
 
     def weight(self) -> torch.Tensor:
         return self.g[:, None] * normalize(self.v)
@@ -208,9 +215,7 @@ class NoisyWeightNormConv2d(_NoisyBase):
     ) -> None:
         super().__init__()
         self._init_noise(direction, direction_scale, magnitude, magnitude_alpha, "weights")
-        self.v = nn.Parameter(_init_v((out_channels, in_channels, kernel_size, kernel_size)))
-        self.g = nn.Parameter(torch.ones(out_channels))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        _init_weightnorm(self, (out_channels, in_channels, kernel_size, kernel_size), bias, magnitude=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v_norm = normalize(self.v.flatten(1))
@@ -237,20 +242,16 @@ class WNLeNet300_100(PyroModule):
     :param bool reverse: normalise the dense layers per input neuron ("Var FC reverse", WN §4.3).
     """
 
+    #: the dense-stack loop of :class:`~pyro_varnet.models.MLP` (layers ``fc1, fc2, ...``, ``act`` between)
+    forward = MLP.forward
+
     def __init__(self, reverse: bool = False, sizes=(784, 300, 100, 10)) -> None:
         super().__init__()
         sizes = list(sizes)
         self.layer_names = tuple(f"fc{i + 1}" for i in range(len(sizes) - 1))
         for name, n_in, n_out in zip(self.layer_names, sizes[:-1], sizes[1:]):
             setattr(self, name, WeightNormLinear(n_in, n_out, reverse=reverse))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.reshape(x.shape[0], -1)
-        for i, name in enumerate(self.layer_names):
-            h = getattr(self, name)(h)
-            if i < len(self.layer_names) - 1:
-                h = torch.relu(h)
-        return h
+        self.act = PyroModule[nn.ReLU]()
 
 
 class WNLeNet5(PyroModule):
