@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import math
 import os
 import time
@@ -177,7 +178,13 @@ def fit(
         optim.set_state(state["optim"])
         ckpt.set_rng_state(state["rng"], shuffle)
 
-    lazy_sites = _analytic_sites(model, guide, elbo, x, y) if lazy_weights else frozenset()
+    if lrt == "flipout":
+        weight_noise = flipout
+    elif lrt:
+        lazy = {"lazy_sites": _analytic_sites(model, guide, elbo, x, y)} if lazy_weights else {}
+        weight_noise = functools.partial(local_reparameterization, **lrt_opts, **lazy)
+    else:
+        weight_noise = contextlib.nullcontext
     n, steps_per_epoch = x.shape[0], math.ceil(x.shape[0] / batch_size)
     bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, disable=not progress, unit="step")
     for epoch in range(start_epoch + 1, epochs + 1):
@@ -190,12 +197,7 @@ def fit(
             _check_batch(xb, epoch, b)
             if lr_schedule is not None:
                 _set_lr(optim, lr * lr_schedule(t), base_lr, mult)
-            lazy = {"lazy_sites": lazy_sites} if lazy_weights else {}
-            if lrt == "flipout":
-                lrt_handler = flipout()
-            else:
-                lrt_handler = local_reparameterization(**lrt_opts, **lazy) if lrt else contextlib.nullcontext()
-            with scale_latent(scale=kl_weight(t)), lrt_handler:
+            with scale_latent(scale=kl_weight(t)), weight_noise():
                 loss = svi.step(xb, yb)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"epoch {epoch}, batch {b}: the loss is {loss}; parameters were not saved")
