@@ -10,7 +10,7 @@ import torch
 from pyro import poutine
 
 from .._checks import check_choice
-from ..poutine import local_reparameterization, mean_propagation, zero_mean_approximation
+from ..poutine import local_reparameterization, mean_propagation, stacked_weights, zero_mean_approximation
 
 MODES = ("mean", "sample", "ensemble", "zero_mean")
 
@@ -36,19 +36,61 @@ def run_once(model: Callable, guide: Callable, x: torch.Tensor) -> torch.Tensor:
     return poutine.replay(model, guide_trace)(x)
 
 
+def _replayed(model, guide_trace, x, batch_size) -> torch.Tensor:
+    replayed = poutine.replay(model, guide_trace)
+    return torch.cat([torch.log_softmax(replayed(xb), -1) for xb in torch.split(x, batch_size)])
+
+
 def one_sample(model: Callable, guide: Callable, x: torch.Tensor, batch_size: int = 1000):
     """Log-probabilities of ``x`` under ONE weight draw shared by every batch, and that draw's
     guide trace (VN Fig. 4: the accuracy of individual weight samples)."""
     guide_trace = poutine.trace(guide).get_trace(x[:1])
-    lp = torch.cat([torch.log_softmax(poutine.replay(model, guide_trace)(xb), -1) for xb in torch.split(x, batch_size)])
-    return lp, guide_trace
+    return _replayed(model, guide_trace, x, batch_size), guide_trace
 
 
-def _ensemble(model, guide, x, num_samples, lrt, max_objects, batch_size) -> torch.Tensor:
+def _stack(traces) -> poutine.Trace:
+    """One trace whose latent sample sites hold the K traces' values stacked on a new dim 0."""
+    stacked = poutine.Trace()
+    for name, site in traces[0].nodes.items():
+        site = dict(site)
+        if site["type"] == "sample" and not site["is_observed"]:
+            site["value"] = torch.stack([t.nodes[name]["value"] for t in traces])
+        stacked.add_node(name, **site)
+    return stacked
+
+
+def _run_stacked(model, stacked_trace, x, k):
+    """Log-probabilities, shape (N, K, classes), of ``x`` under the K stacked weight samples."""
+    with stacked_weights(num_samples=k):
+        logits = poutine.replay(model, stacked_trace)(x.repeat_interleave(k, 0))
+    return torch.log_softmax(logits, -1).reshape(x.shape[0], k, -1)
+
+
+#: errors a model that cannot take stacked weights may raise (``vectorize="auto"`` falls back)
+_STACK_ERRORS = (RuntimeError, ValueError, IndexError, TypeError)
+
+
+def stacking_works(model: Callable, guide: Callable, x: torch.Tensor, rtol: float = 1e-4) -> bool:
+    """Whether ``model`` gives the same predictions with stacked weight samples (one pass, see
+    :class:`~pyro_varnet.poutine.StackedWeightsMessenger`) as sample by sample: checked on two
+    objects and two weight draws. False for networks that transform their sampled tensors
+    before the layer ops (weight-normalized layers), which must run sample by sample."""
+    x = x[:2]
+    traces = [poutine.trace(guide).get_trace(x[:1]) for _ in range(2)]
+    try:
+        together = _run_stacked(model, _stack(traces), x, 2)
+    except _STACK_ERRORS:
+        return False
+    apart = torch.stack([torch.log_softmax(poutine.replay(model, t)(x), -1) for t in traces], 1)
+    return together.shape == apart.shape and torch.allclose(together, apart, rtol=rtol, atol=rtol)
+
+
+def _ensemble(model, guide, x, num_samples, lrt, max_objects, batch_size, vectorize) -> torch.Tensor:
     """log (1/K) Σ_k softmax(f(x, W_k)) — VN eq. 2 — as log-probabilities.
 
     By direct sampling each of the K weight draws is made once and applied to every batch
-    of ``x`` (K networks), so the guide is sampled K times, not K × batches."""
+    of ``x`` (K networks), so the guide is sampled K times, not K × batches; with
+    ``vectorize`` the K networks run together, ``batch_size // K`` objects per pass."""
     total = None
     if lrt:
         # every object-copy gets its own noise under LRT: K copies of the batch are K samples
@@ -63,10 +105,24 @@ def _ensemble(model, guide, x, num_samples, lrt, max_objects, batch_size) -> tor
             total = part if total is None else torch.logaddexp(total, part)
             done += k
     else:
-        for _ in range(num_samples):
-            lp = one_sample(model, guide, x, batch_size)[0]
-            total = lp if total is None else torch.logaddexp(total, lp)
+        stack = vectorize is True or (vectorize == "auto" and stacking_works(model, guide, x))
+        done = 0
+        while done < num_samples:  # at most MAX_STACK weight samples in memory at once
+            k = min(MAX_STACK, num_samples - done)
+            traces = [poutine.trace(guide).get_trace(x[:1]) for _ in range(k)]
+            if stack:
+                stacked, per_pass = _stack(traces), max(1, batch_size // k)
+                parts = [_run_stacked(model, stacked, xb, k).logsumexp(1) for xb in torch.split(x, per_pass)]
+                part = torch.cat(parts)
+            else:
+                part = torch.logsumexp(torch.stack([_replayed(model, t, x, batch_size) for t in traces]), 0)
+            total = part if total is None else torch.logaddexp(total, part)
+            done += k
     return total - math.log(num_samples)
+
+
+#: most weight samples stacked into one pass by ``predict(vectorize=...)``
+MAX_STACK = 32
 
 
 @torch.no_grad()
@@ -79,6 +135,7 @@ def predict(
     batch_size: int = 1000,
     lrt: bool = False,
     max_objects: int = 20000,
+    vectorize: bool | str = "auto",
 ) -> torch.Tensor:
     r"""Predictive log-probabilities, shape (N, classes), of a model that returns logits.
 
@@ -93,8 +150,15 @@ def predict(
         weight samples cost K plain forward passes, while LRT runs a mean and a variance op
         per layer; both give the same Monte Carlo estimate of the predictive per object.
     :param int max_objects: upper bound on objects × samples in one pass under LRT.
+    :param vectorize: by direct sampling, run up to :data:`MAX_STACK` weight samples in one
+        pass (batched matmuls, grouped convolutions; ``batch_size // K`` objects per pass, so
+        memory stays that of one plain batch). ``"auto"`` (default) first checks on two
+        objects that the model gives the same predictions that way (:func:`stacking_works`)
+        and otherwise runs sample by sample; ``True`` skips the check, ``False`` never stacks.
     """
     check_choice("prediction mode", mode, MODES)
+    if vectorize not in (True, False, "auto"):
+        raise ValueError(f"expected vectorize to be True, False or 'auto', got {vectorize!r}")
     if mode in ("ensemble", "zero_mean") and num_samples < 1:
         raise ValueError(f"expected num_samples >= 1, got {num_samples}")
     with evaluating(model, guide):
@@ -110,11 +174,11 @@ def predict(
             handler = zero_mean_approximation() if mode == "zero_mean" else contextlib.nullcontext()
             if not lrt:  # the K weight draws are shared by all batches
                 with handler:
-                    return _ensemble(model, guide, x, num_samples, lrt, max_objects, batch_size)
+                    return _ensemble(model, guide, x, num_samples, lrt, max_objects, batch_size, vectorize)
 
             def one(xb):
                 with handler:
-                    return _ensemble(model, guide, xb, num_samples, lrt, max_objects, batch_size)
+                    return _ensemble(model, guide, xb, num_samples, lrt, max_objects, batch_size, vectorize)
 
         outs = [one(xb) for xb in torch.split(x, batch_size)]
     return torch.cat(outs)

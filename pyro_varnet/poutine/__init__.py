@@ -1,11 +1,20 @@
 """Effect handlers of pyro-varnet: one ``XxxMessenger`` per file, lowercase aliases in handlers."""
 
 from .flipout_messenger import FlipoutMessenger
-from .handlers import flipout, local_reparameterization, mean_propagation, prune, scale_latent, zero_mean_approximation
+from .handlers import (
+    flipout,
+    local_reparameterization,
+    mean_propagation,
+    prune,
+    scale_latent,
+    stacked_weights,
+    zero_mean_approximation,
+)
 from .local_reparameterization_messenger import LocalReparameterizationMessenger
 from .mean_propagation_messenger import MeanPropagationMessenger
 from .prune_messenger import PruneMessenger, prune_mask
 from .scale_latent_messenger import ScaleLatentMessenger
+from .stacked_weights_messenger import StackedWeightsMessenger
 from .zero_mean_approximation_messenger import ZeroMeanApproximationMessenger
 
 __all__ = [
@@ -14,6 +23,7 @@ __all__ = [
     "MeanPropagationMessenger",
     "PruneMessenger",
     "ScaleLatentMessenger",
+    "StackedWeightsMessenger",
     "ZeroMeanApproximationMessenger",
     "flipout",
     "local_reparameterization",
@@ -21,5 +31,6 @@ __all__ = [
     "prune",
     "prune_mask",
     "scale_latent",
+    "stacked_weights",
     "zero_mean_approximation",
 ]

@@ -9,6 +9,7 @@ from .local_reparameterization_messenger import LocalReparameterizationMessenger
 from .mean_propagation_messenger import MeanPropagationMessenger
 from .prune_messenger import PruneMessenger
 from .scale_latent_messenger import ScaleLatentMessenger
+from .stacked_weights_messenger import StackedWeightsMessenger
 from .zero_mean_approximation_messenger import ZeroMeanApproximationMessenger
 
 
@@ -34,3 +35,7 @@ def prune(fn=None, threshold=0.0, sites=None): ...
 
 @_make_handler(FlipoutMessenger, __name__)
 def flipout(fn=None): ...
+
+
+@_make_handler(StackedWeightsMessenger, __name__)
+def stacked_weights(fn=None, num_samples=1): ...

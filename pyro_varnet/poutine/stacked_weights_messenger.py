@@ -1,0 +1,86 @@
+"""K weight samples through one forward pass: batched matmuls and grouped convolutions."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pyro.poutine.messenger import Messenger
+
+from .weight_op_messenger import _signature
+
+#: plain number of dims of a weight per op type
+_WEIGHT_DIMS = {"linear": 2, "conv2d": 4}
+
+
+def _stacked_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, k: int) -> torch.Tensor:
+    n, rest, n_in = x.shape[0], x.shape[1:-1], x.shape[-1]
+    # objects are sample-minor: row i*K + j is object i under weight sample j
+    xk = x.reshape(n // k, k, -1, n_in).transpose(0, 1).reshape(k, -1, n_in)
+    out = torch.bmm(xk, w.transpose(1, 2))  # (K, objects * rest, out)
+    if b is not None:
+        out = out + (b[:, None, :] if b.dim() == 2 else b)
+    return out.reshape(k, n // k, -1, w.shape[1]).transpose(0, 1).reshape(n, *rest, w.shape[1])
+
+
+def _stacked_conv2d(x, w, b, k, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
+    n, c, h, width = x.shape
+    out_ch = w.shape[1]
+    bias = None if b is None else (b.reshape(-1) if b.dim() == 2 else b.repeat(k))
+    # (N*K, C, H, W) is (N, K*C, H, W) in memory: sample j's channels form group j
+    out = F.conv2d(x.reshape(n // k, k * c, h, width), w.flatten(0, 1), bias, stride, padding, dilation, groups * k)
+    return out.reshape(n, out_ch, *out.shape[2:])
+
+
+class StackedWeightsMessenger(Messenger):
+    r"""Run ``K`` weight samples of a network in ONE forward pass.
+
+    Every sampled weight is given as a stack of shape ``(K, *weight.shape)`` (e.g. by
+    replaying a trace whose site values are stacked) and the network's input holds each
+    object ``K`` times, sample-minor: row ``i·K + j`` is object ``i`` under weight sample
+    ``j`` (``x.repeat_interleave(K, 0)``). A ``linear`` effect with a stacked weight becomes
+    one batched matmul; a ``conv2d`` effect one grouped convolution with ``K`` groups, for
+    which the sample-minor layout is already the memory layout, so nothing is copied.
+    Effects whose weight is not stacked (deterministic layers) run the plain op on all
+    ``N·K`` rows. Elementwise layers, pooling and BatchNorm in eval mode act per row and need
+    nothing. Biases may be stacked too, shape ``(K, out)``.
+
+    Test-time averaging (VN eq. 2) of K samples then costs one pass over K-times-larger
+    batches instead of K passes: fewer, larger kernels.
+
+    :param int num_samples: K.
+    """
+
+    def __init__(self, num_samples: int) -> None:
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"expected num_samples to be a positive int, got {num_samples!r}")
+        super().__init__()
+        self.num_samples = num_samples
+
+    def _pyro_linear(self, msg) -> None:
+        self._dispatch(msg)
+
+    def _pyro_conv2d(self, msg) -> None:
+        self._dispatch(msg)
+
+    def _dispatch(self, msg) -> None:
+        if msg["done"]:
+            return
+        args = _signature(msg["fn"]).bind(*msg["args"], **msg["kwargs"]).arguments
+        x, w, b = args.pop("x"), args.pop("weight"), args.pop("bias", None)
+        k, plain = self.num_samples, _WEIGHT_DIMS[msg["type"]]
+        if w.dim() == plain:
+            if b is None or b.dim() == 1:
+                return  # a deterministic layer: the plain op on every row
+            w = w.expand(k, *w.shape)  # a sampled bias on a deterministic weight
+        if w.dim() != plain + 1 or w.shape[0] != k:
+            raise ValueError(f"expected a {msg['type']} weight stacked as ({k}, ...), got shape {tuple(w.shape)}")
+        if b is not None and b.dim() != 1 and b.shape != (k, w.shape[1]):
+            out = w.shape[1]
+            raise ValueError(f"expected a bias of shape ({out},) or stacked ({k}, {out}), got {tuple(b.shape)}")
+        if x.shape[0] % k:
+            raise ValueError(f"expected the objects repeated {k} times (rows divisible by {k}), got {x.shape[0]} rows")
+        if msg["type"] == "linear":
+            msg["value"] = _stacked_linear(x, w, b, k)
+        else:
+            msg["value"] = _stacked_conv2d(x, w, b, k, **args)
+        msg["done"] = True
