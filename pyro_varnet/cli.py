@@ -18,6 +18,7 @@ MODELS = (
     "lenet5",
     "lenet5-bn",
     "lenet5-tanh",
+    "lenet5-tanh-bn",
     "lenet300-100",
     "lenet500-300",
     "wn-lenet300-100",
@@ -33,8 +34,14 @@ def _models():
     return {
         "lenet5": lambda prior, bayesian: models.LeNet5(bayesian, prior=prior),
         "lenet5-bn": lambda prior, bayesian: models.LeNet5(bayesian, prior=prior, batchnorm=True),
-        # VN appendix C / Table 3: tanh, no biases (anti-symmetric)
+        # VN appendix C / Table 3: tanh, no biases (anti-symmetric). A zero-mean fc1 cannot learn
+        # there: the likelihood of an antithetic weight pair is the same for every label
+        # (tests/models/test_antisymmetric.py); conv2 can, max-pooling is not odd.
         "lenet5-tanh": lambda prior, bayesian: models.LeNet5(bayesian, prior=prior, activation="tanh", bias=False),
+        # the same in the authors' BatchNorm LeNet-5: BN's learned shift breaks the anti-symmetry
+        "lenet5-tanh-bn": lambda prior, bayesian: models.LeNet5(
+            bayesian, prior=prior, activation="tanh", bias=False, batchnorm=True
+        ),
         "lenet300-100": lambda prior, bayesian: models.LeNet300_100(bayesian, prior=prior),
         # the thesis' variational WeightNorm model (priors fixed by WN §4.1: g log-uniform, angle uniform)
         "wn-lenet300-100": lambda prior, bayesian: models.WNLeNet300_100(),
