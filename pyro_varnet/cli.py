@@ -161,6 +161,7 @@ RUN_ARGS = (
     "lr_mult",
     "lrt",
     "decorrelate_directions",
+    "eval_lrt",
     "seed",
 )
 
@@ -233,6 +234,7 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
         eval_modes=args.eval_modes.split(","),
         eval_samples=args.eval_samples,
         eval_every=args.eval_every,
+        eval_lrt=args.eval_lrt,
         seed=args.seed,
         checkpoint=out / "checkpoint.pt",
         resume=args.resume,
@@ -451,6 +453,11 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--eval-modes", default="mean,sample,ensemble", help="comma list of mean,sample,ensemble,zero_mean")
     t.add_argument("--eval-samples", type=int, default=20)
+    t.add_argument(
+        "--eval-lrt",
+        action="store_true",
+        help="sample/ensemble evaluation by local reparameterization (as trained: needed for zero-mean convs)",
+    )
     t.add_argument("--eval-every", type=int, default=1)
     t.add_argument("--data-root", default=None, help=f"folder holding MNIST/raw (default ${datasets.ENV_VAR})")
     t.add_argument("--resume", action="store_true", help="continue the run(s) in --out from the checkpoint(s)")

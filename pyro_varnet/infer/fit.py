@@ -54,12 +54,14 @@ def site_log_alpha(guide) -> dict[str, float]:
     return out
 
 
-def evaluate(model, guide, data: Data, modes: Iterable[str], num_samples: int, batch_size: int) -> dict:
-    """Accuracy and NLL of ``data`` in each prediction mode."""
+def evaluate(
+    model, guide, data: Data, modes: Iterable[str], num_samples: int, batch_size: int, lrt: bool = False
+) -> dict:
+    """Accuracy and NLL of ``data`` in each prediction mode (``lrt``: sample as :func:`predict` does with it)."""
     x, y = data
     out = {}
     for mode in modes:
-        lp = predict(model, guide, x, mode=mode, num_samples=num_samples, batch_size=batch_size)
+        lp = predict(model, guide, x, mode=mode, num_samples=num_samples, batch_size=batch_size, lrt=lrt)
         out[f"acc_{mode}"], out[f"nll_{mode}"] = accuracy(lp, y), nll(lp, y)
     return out
 
@@ -85,6 +87,7 @@ def fit(
     eval_samples: int = 20,
     eval_train_size: int = 2000,
     eval_batch_size: int = 500,
+    eval_lrt: bool = False,
     callbacks: Iterable[Callable[[int, dict], object]] = (),
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
@@ -117,6 +120,11 @@ def fit(
         linear warm-up from 0 to 1 over ``warmup_epochs`` when that is > 0.
     :param test_data: ``(x, y)``; accuracies and NLL in ``eval_modes`` every ``eval_every``
         epochs, also on the first ``eval_train_size`` training objects.
+    :param bool eval_lrt: evaluate ``"sample"`` / ``"ensemble"`` by local reparameterization
+        (independent noise per object and output position) instead of weight draws. For a
+        zero-mean *convolution* trained under LRT this is the model that was trained: LRT
+        makes every output position's noise independent, while one weight draw shares it
+        across positions, so the two differ (VN Table 3 rows with a var conv2).
     :param callbacks: each called as ``cb(epoch, metrics)`` after an epoch.
     :param checkpoint: file written atomically after every epoch.
     :param bool resume: continue from ``checkpoint``; the result equals an uninterrupted run.
@@ -214,13 +222,15 @@ def fit(
             metrics.update(
                 {
                     f"train_{k}": v
-                    for k, v in evaluate(model, guide, sub, eval_modes, eval_samples, eval_batch_size).items()
+                    for k, v in evaluate(model, guide, sub, eval_modes, eval_samples, eval_batch_size, eval_lrt).items()
                 }
             )
             metrics.update(
                 {
                     f"test_{k}": v
-                    for k, v in evaluate(model, guide, test, eval_modes, eval_samples, eval_batch_size).items()
+                    for k, v in evaluate(
+                        model, guide, test, eval_modes, eval_samples, eval_batch_size, eval_lrt
+                    ).items()
                 }
             )
         metrics["seconds"] = time.perf_counter() - t0

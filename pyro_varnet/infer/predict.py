@@ -140,7 +140,8 @@ def predict(
     r"""Predictive log-probabilities, shape (N, classes), of a model that returns logits.
 
     :param str mode: ``"mean"`` — mean propagation, the weight scaling rule (VN eq. 3);
-        ``"sample"`` — one weight sample for the whole set; ``"ensemble"`` — test-time
+        ``"sample"`` — one weight sample for the whole set (with ``lrt``: one noise draw per
+        object); ``"ensemble"`` — test-time
         averaging of the softmax over ``num_samples`` weight samples (VN eq. 2);
         ``"zero_mean"`` — the ensemble with every Gaussian site replaced by its zero-mean
         approximation (VN §4.3).
@@ -162,9 +163,14 @@ def predict(
     if mode in ("ensemble", "zero_mean") and num_samples < 1:
         raise ValueError(f"expected num_samples >= 1, got {num_samples}")
     with evaluating(model, guide):
-        if mode == "sample":
+        if mode == "sample" and not lrt:
             return one_sample(model, guide, x, batch_size)[0]
-        if mode == "mean":
+        if mode == "sample":  # independent noise per object (and output position)
+
+            def one(xb):
+                with local_reparameterization():
+                    return torch.log_softmax(run_once(model, guide, xb), -1)
+        elif mode == "mean":
 
             def one(xb):
                 with mean_propagation():

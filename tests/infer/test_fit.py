@@ -198,3 +198,26 @@ def test_flipout_training_for_families_without_exact_lrt():
     assert h.epochs[-1]["data"] > h.epochs[0]["data"]
     with pytest.raises(ValueError, match="flipout"):
         fit(model, guide, (x, y), lrt="always", progress=False)
+
+
+def test_eval_lrt_reaches_predict(monkeypatch):
+    import importlib
+
+    fit_module = importlib.import_module("pyro_varnet.infer.fit")  # the module, not the function
+
+    seen = []
+    real = fit_module.predict
+    monkeypatch.setattr(fit_module, "predict", lambda *a, **kw: seen.append(kw["lrt"]) or real(*a, **kw))
+    model, guide, (x, y) = _setup()
+    fit(
+        model,
+        guide,
+        (x, y),
+        epochs=1,
+        batch_size=20,
+        test_data=(x, y),
+        eval_modes=("sample",),
+        eval_lrt=True,
+        progress=False,
+    )
+    assert seen == [True, True]  # train subset and test set

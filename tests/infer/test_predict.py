@@ -99,3 +99,11 @@ def test_accuracy_nll_and_bad_mode():
     with pytest.raises(ValueError, match="num_samples"):
         predict(model, guide, torch.randn(2, 3), num_samples=0)
     assert pyro.get_param_store()  # params live in the store
+
+
+def test_sample_mode_under_lrt_draws_noise_per_object():
+    model, guide = _mlp(default="layer")
+    x = torch.randn(1, 3).repeat(6, 1)
+    lp = predict(model, guide, x, mode="sample", batch_size=4, lrt=True)
+    torch.testing.assert_close(lp.exp().sum(-1), torch.ones(6))
+    assert (lp - lp[:1]).abs().max() > 1e-4  # equal objects, independent noise

@@ -152,3 +152,19 @@ def test_fit_makes_lazy_only_the_sites_with_analytic_kl():
         assert torch.equal(torch.get_rng_state(), state)  # the probe leaves the RNG alone
         h = fit(model, guide, (x, y), epochs=2, batch_size=20, seed=0, progress=False)
         assert all(math.isfinite(e["elbo"]) for e in h.epochs)
+
+
+def test_conv_lrt_makes_output_positions_independent_unlike_a_weight_draw():
+    """LRT on a convolution is exact per output position but not jointly: one kernel draw gives
+    equal outputs at positions that see equal patches, LRT gives them independent noise. A net
+    trained under LRT therefore has to be evaluated under LRT (``predict(lrt=True)``)."""
+    site = random_site("zero-mean", "conv2d")
+    x = torch.ones(1, 2, 5, 5)  # every 3x3 patch is the same
+    n = 4000
+    with torch.no_grad():
+        direct = torch.stack([plain_op("conv2d")(x, site().sample()) for _ in range(n)])[:, 0, 0]
+        with local_reparameterization():
+            lrt = torch.cat([ops.conv2d(x, pyro.sample("w", site())) for _ in range(n)])[:, 0]
+    torch.testing.assert_close(direct[:, 0, 0], direct[:, 2, 2])  # fully dependent
+    corr = torch.corrcoef(torch.stack([lrt[:, 0, 0], lrt[:, 2, 2]]))[0, 1]
+    assert abs(float(corr)) < 5 / math.sqrt(n)  # independent: |corr| within 5 SE of 0
