@@ -71,3 +71,24 @@ def test_bad_arguments():
         TruncatedNormal(0.0, 1.0, 1.0, 0.0)
     with pytest.raises(ValueError):
         TruncatedNormal(0.0, -1.0, 0.0, 1.0, validate_args=True)
+
+
+@pytest.mark.parametrize("loc", [-50.0, 50.0 + math.pi / 2])
+def test_far_tail_entropy_and_moments_match_the_exponential_limit(loc):
+    """5000 σ outside [0, π/2] the truncated normal is an exponential with rate λ = |α|/σ at the
+    near end: entropy 1 - log λ, mean distance 1/λ, variance 1/λ², up to O(1/α²) relative.
+    In float32 the textbook formula loses these to cancellations of size α²/2 = 1.25e7."""
+    loc_t, scale = torch.tensor(loc, requires_grad=True), torch.tensor(0.01, requires_grad=True)
+    d = TruncatedNormal(loc_t, scale, 0.0, math.pi / 2)
+    alpha = (-loc if loc < 0 else loc - math.pi / 2) / 0.01
+    rate = alpha / 0.01
+    assert d.entropy().item() == pytest.approx(1 - math.log(rate), abs=1e-4)
+    edge = 0.0 if loc < 0 else math.pi / 2
+    # in float64: a float32 mean cannot resolve 1/λ = 2e-6 next to π/2
+    d64 = TruncatedNormal(
+        torch.tensor(loc, dtype=torch.float64), torch.tensor(0.01, dtype=torch.float64), 0.0, math.pi / 2
+    )
+    assert abs(d64.mean.item() - edge) == pytest.approx(1 / rate, rel=1e-3)
+    assert d64.variance.item() == pytest.approx(1 / rate**2, rel=0.3)  # float64 cancellation leaves ~α²·eps
+    d.entropy().backward()
+    assert math.isfinite(loc_t.grad.item()) and scale.grad.item() == pytest.approx(2 / 0.01, rel=1e-3)
