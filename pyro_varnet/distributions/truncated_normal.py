@@ -38,7 +38,7 @@ def _mills_excess(t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     ts = torch.where(big, t, torch.full_like(t, 30.0))
     z = ts.reciprocal().square()
     series = (1 - 3 * z + 15 * z**2 - 105 * z**3) / (ts * (1 - z + 3 * z**2 - 15 * z**3 + 105 * z**4))
-    return torch.where(big, series, r - torch.where(big, torch.zeros_like(t), t))
+    return torch.where(big, series, r - t)
 
 
 class TruncatedNormal(TorchDistribution):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pyro.distributions import Normal
 
 from .._sites import unwrap
-from .weight_op_messenger import WeightOpMessenger, _signature
+from .weight_op_messenger import WeightOpMessenger, op_arguments
 
 
 def per_object_tangent_projection(x: torch.Tensor, v_norm: torch.Tensor) -> torch.Tensor:
@@ -98,7 +98,7 @@ class LocalReparameterizationMessenger(WeightOpMessenger):
     def _pyro_tangent_projection(self, msg) -> None:
         if not self.decorrelate_directions or msg["done"]:
             return
-        args = _signature(msg["fn"]).bind(*msg["args"], **msg["kwargs"]).arguments
+        args = op_arguments(msg)
         if args.get("conv") is not None or args.get("columns", False):
             return  # one φ per mini-batch for convolutions and per-input (reverse) normalisation
         msg["value"], msg["done"] = per_object_tangent_projection(args["x"], args["v_norm"]), True

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from pyro.distributions import Delta
 
 from .site_messenger import SiteMessenger
-from .weight_op_messenger import _signature
+from .weight_op_messenger import op_arguments
 
 
 class MeanPropagationMessenger(SiteMessenger):
@@ -25,7 +25,7 @@ class MeanPropagationMessenger(SiteMessenger):
 
     def _pyro_tangent_projection(self, msg) -> None:
         # a uniform direction on the tangent sphere has mean 0 (weight-normalized layers)
-        args = _signature(msg["fn"]).bind(*msg["args"], **msg["kwargs"]).arguments
+        args = op_arguments(msg)
         x, v_norm, conv = args["x"], args["v_norm"], args.get("conv")
         # the output shape only: the op runs on meta tensors, nothing is computed
         xm, vm = x.to("meta"), v_norm.to("meta")

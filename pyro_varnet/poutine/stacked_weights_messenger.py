@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pyro.poutine.messenger import Messenger
 
-from .weight_op_messenger import _signature
+from .weight_op_messenger import LayerOpMessenger
 
 #: plain number of dims of a weight per op type
 _WEIGHT_DIMS = {"linear": 2, "conv2d": 4}
@@ -31,7 +30,7 @@ def _stacked_conv2d(x, w, b, k, stride=1, padding=0, dilation=1, groups=1) -> to
     return out.reshape(n, out_ch, *out.shape[2:])
 
 
-class StackedWeightsMessenger(Messenger):
+class StackedWeightsMessenger(LayerOpMessenger):
     r"""Run ``K`` weight samples of a network in ONE forward pass.
 
     Every sampled weight is given as a stack of shape ``(K, *weight.shape)`` (e.g. by
@@ -56,17 +55,7 @@ class StackedWeightsMessenger(Messenger):
         super().__init__()
         self.num_samples = num_samples
 
-    def _pyro_linear(self, msg) -> None:
-        self._dispatch(msg)
-
-    def _pyro_conv2d(self, msg) -> None:
-        self._dispatch(msg)
-
-    def _dispatch(self, msg) -> None:
-        if msg["done"]:
-            return
-        args = _signature(msg["fn"]).bind(*msg["args"], **msg["kwargs"]).arguments
-        x, w, b = args.pop("x"), args.pop("weight"), args.pop("bias", None)
+    def _layer_op(self, msg, x, w, b, args) -> None:
         k, plain = self.num_samples, _WEIGHT_DIMS[msg["type"]]
         if w.dim() == plain:
             if b is None or b.dim() == 1:

@@ -16,6 +16,35 @@ from .._sites import unwrap
 from ..distributions import InputDropout
 
 _signature = functools.lru_cache(maxsize=None)(inspect.signature)
+
+
+def op_arguments(msg) -> dict:
+    """An effect's arguments by name (``x``, ``weight``, ``bias``, ``stride``, ...), bound as
+    its function's signature binds them, however the caller passed them."""
+    return dict(_signature(msg["fn"]).bind(*msg["args"], **msg["kwargs"]).arguments)
+
+
+class LayerOpMessenger(Messenger):
+    """Routes every not-yet-answered ``linear`` / ``conv2d`` effect to
+    :meth:`_layer_op` ``(msg, x, weight, bias, kwargs)``, ``kwargs`` holding the op's other
+    arguments (stride, padding, ...); it sets ``msg["value"]`` and ``msg["done"]`` to answer."""
+
+    def _pyro_linear(self, msg) -> None:
+        self._route(msg)
+
+    def _pyro_conv2d(self, msg) -> None:
+        self._route(msg)
+
+    def _route(self, msg) -> None:
+        if msg["done"]:
+            return
+        args = op_arguments(msg)
+        self._layer_op(msg, args.pop("x"), args.pop("weight"), args.pop("bias", None), args)
+
+    def _layer_op(self, msg, x, w, b, kwargs) -> None:
+        raise NotImplementedError
+
+
 #: op type -> (plain op, how a bias of shape (out,) broadcasts against its output)
 OPS = {"linear": (F.linear, lambda b: b), "conv2d": (F.conv2d, lambda b: b[:, None, None])}
 
@@ -31,7 +60,7 @@ def _dropout_op(op, bias_view, x, theta, p, b, kwargs):
     return out if b is None else out + bias_view(b)
 
 
-class WeightOpMessenger(Messenger):
+class WeightOpMessenger(LayerOpMessenger):
     """Remembers, for every tensor drawn at a latent sample site, what :meth:`_record` makes of
     its distribution; then answers ``linear``/``conv2d`` effects whose weight is such a tensor
     with :meth:`_answer`. A weight drawn from :class:`~pyro_varnet.distributions.InputDropout`
@@ -91,17 +120,7 @@ class WeightOpMessenger(Messenger):
             return
         msg["value"], msg["done"] = base.rsample((batch_size,)), True
 
-    def _pyro_linear(self, msg) -> None:
-        self._dispatch(msg)
-
-    def _pyro_conv2d(self, msg) -> None:
-        self._dispatch(msg)
-
-    def _dispatch(self, msg) -> None:
-        if msg["done"]:
-            return
-        args = _signature(msg["fn"]).bind(*msg["args"], **msg["kwargs"]).arguments
-        x, w, b = args.pop("x"), args.pop("weight"), args.pop("bias", None)
+    def _layer_op(self, msg, x, w, b, args) -> None:
         w_info = self._lookup(w)
         if w_info is None:
             return  # deterministic weight: the plain op runs
