@@ -35,7 +35,9 @@ class Classifier(PyroModule):
         if y is not None and y.shape != x.shape[:1]:
             raise ValueError(f"expected labels of shape {tuple(x.shape[:1])}, got {tuple(y.shape)}")
         logits = self.net(x)
-        with pyro.plate("data", self.num_data, subsample=torch.arange(x.shape[0], device=x.device)):
+        # the plate runs over the rows of the logits, which are x's rows except under
+        # stacked_weights(num_objects=...), where each object fans out to K rows
+        with pyro.plate("data", self.num_data, subsample=torch.arange(logits.shape[0], device=x.device)):
             pyro.deterministic("logits", logits, event_dim=1)
             pyro.sample("obs", dist.Categorical(logits=logits), obs=y)
         return logits

@@ -431,7 +431,7 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--epochs", type=int, default=1)
     t.add_argument("--batch-size", type=int, default=200)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--lr-schedule", choices=("linear", "constant"), default="linear")
+    t.add_argument("--lr-schedule", choices=("linear", "hold-linear", "constant"), default="linear")
     t.add_argument(
         "--lr-mult",
         action="append",

@@ -5,7 +5,7 @@ from .elbo import DecomposedELBO
 from .fit import evaluate, fit, restore, site_log_alpha
 from .history import History
 from .predict import MODES, accuracy, nll, predict
-from .schedules import constant, kl_warmup, linear_decay
+from .schedules import constant, hold_then_decay, kl_warmup, linear_decay
 
 __all__ = [
     "MODES",
@@ -18,6 +18,7 @@ __all__ = [
     "fit",
     "kl_warmup",
     "linear_decay",
+    "hold_then_decay",
     "load_checkpoint",
     "nll",
     "predict",

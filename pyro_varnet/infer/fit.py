@@ -22,7 +22,7 @@ from . import checkpoint as ckpt
 from .elbo import DecomposedELBO
 from .history import History
 from .predict import MODES, accuracy, evaluating, nll, predict
-from .schedules import Schedule, kl_warmup, linear_decay
+from .schedules import Schedule, hold_then_decay, kl_warmup, linear_decay
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -102,7 +102,8 @@ def fit(
 
     :param train_data: ``(x, y)`` tensors (or a ``TensorDataset``); shuffled every epoch.
     :param int epochs: total number of epochs of the run (also when resuming).
-    :param lr_schedule: ``"linear"`` (decay to 0 at ``epochs``; RECIPES), a function of
+    :param lr_schedule: ``"linear"`` (decay to 0 at ``epochs``; RECIPES), ``"hold-linear"``
+        (constant for the first half, then linear to 0: the thesis' schedule), a function of
         the fractional epoch giving a multiplier of ``lr``, or ``None`` (constant).
     :param lr_multipliers: ``{pattern: factor}``: parameters whose name matches the glob
         ``pattern`` (first match wins) learn at ``factor`` × the scheduled lr, e.g.
@@ -140,8 +141,10 @@ def fit(
         raise ValueError("expected epochs >= 1, batch_size >= 1, lr > 0 and eval_every >= 1")
     if lr_schedule == "linear":
         lr_schedule = linear_decay(epochs)
+    elif lr_schedule == "hold-linear":
+        lr_schedule = hold_then_decay(epochs)
     elif isinstance(lr_schedule, str):
-        raise ValueError(f"expected lr_schedule 'linear', a function or None, got {lr_schedule!r}")
+        raise ValueError(f"expected lr_schedule 'linear', 'hold-linear', a function or None, got {lr_schedule!r}")
     if kl_weight is None:
         kl_weight = kl_warmup(0.0, warmup_epochs) if warmup_epochs > 0 else (lambda t: 1.0)
     if checkpoint is not None and Path(checkpoint).exists() and not resume:

@@ -59,10 +59,15 @@ def _stack(traces) -> poutine.Trace:
     return stacked
 
 
-def _run_stacked(model, stacked_trace, x, k):
-    """Log-probabilities, shape (N, K, classes), of ``x`` under the K stacked weight samples."""
-    with stacked_weights(num_samples=k):
-        logits = poutine.replay(model, stacked_trace)(x.repeat_interleave(k, 0))
+def _run_stacked(model, stacked_trace, x, k, shared=True):
+    """Log-probabilities, shape (N, K, classes), of ``x`` under the K stacked weight samples.
+    ``shared``: each object enters once and the layers before the first sampled one run once
+    (needs a model whose plates follow its logits' rows); else the objects are repeated K times."""
+    rows = x if shared else x.repeat_interleave(k, 0)
+    with stacked_weights(num_samples=k, num_objects=x.shape[0] if shared else None):
+        logits = poutine.replay(model, stacked_trace)(rows)
+    if logits.shape[0] == x.shape[0] and k > 1:  # no sampled layer was reached
+        logits = logits.repeat_interleave(k, 0)
     return torch.log_softmax(logits, -1).reshape(x.shape[0], k, -1)
 
 
@@ -70,19 +75,30 @@ def _run_stacked(model, stacked_trace, x, k):
 _STACK_ERRORS = (RuntimeError, ValueError, IndexError, TypeError)
 
 
-def stacking_works(model: Callable, guide: Callable, x: torch.Tensor, rtol: float = 1e-4) -> bool:
-    """Whether ``model`` gives the same predictions with stacked weight samples (one pass, see
-    :class:`~pyro_varnet.poutine.StackedWeightsMessenger`) as sample by sample: checked on two
-    objects and two weight draws. False for networks that transform their sampled tensors
-    before the layer ops (weight-normalized layers), which must run sample by sample."""
+def stacking_mode(model: Callable, guide: Callable, x: torch.Tensor, rtol: float = 1e-4) -> str | None:
+    """How ``model`` can run stacked weight samples in one pass (see
+    :class:`~pyro_varnet.poutine.StackedWeightsMessenger`) and give the same predictions as
+    sample by sample, checked on two objects and two weight draws: ``"shared"`` (each object
+    enters once), ``"repeated"`` (objects repeated K times: models whose plates are sized by
+    their input) or ``None`` (networks that transform their sampled tensors before the layer
+    ops, such as weight-normalized layers, which must run sample by sample)."""
     x = x[:2]
     traces = [poutine.trace(guide).get_trace(x[:1]) for _ in range(2)]
-    try:
-        together = _run_stacked(model, _stack(traces), x, 2)
-    except _STACK_ERRORS:
-        return False
     apart = torch.stack([_replayed(model, t, x, len(x)) for t in traces], 1)
-    return together.shape == apart.shape and torch.allclose(together, apart, rtol=rtol, atol=rtol)
+    for shared in (True, False):
+        try:
+            together = _run_stacked(model, _stack(traces), x, 2, shared)
+        except _STACK_ERRORS:
+            continue
+        if together.shape == apart.shape and torch.allclose(together, apart, rtol=rtol, atol=rtol):
+            return "shared" if shared else "repeated"
+    return None
+
+
+def stacking_works(model: Callable, guide: Callable, x: torch.Tensor, rtol: float = 1e-4) -> bool:
+    """Whether ``model`` gives the same predictions with stacked weight samples in one pass as
+    sample by sample (:func:`stacking_mode` is not ``None``)."""
+    return stacking_mode(model, guide, x, rtol) is not None
 
 
 def _ensemble(model, guide, x, num_samples, lrt, max_objects, batch_size, vectorize) -> torch.Tensor:
@@ -105,14 +121,18 @@ def _ensemble(model, guide, x, num_samples, lrt, max_objects, batch_size, vector
             total = part if total is None else torch.logaddexp(total, part)
             done += k
     else:
-        stack = vectorize is True or (vectorize == "auto" and stacking_works(model, guide, x))
+        how = {True: "shared", False: None, "auto": None}[vectorize]
+        if vectorize == "auto":
+            how = stacking_mode(model, guide, x)
+        stack = how is not None
         done = 0
         while done < num_samples:  # at most MAX_STACK weight samples in memory at once
             k = min(MAX_STACK, num_samples - done)
             traces = [poutine.trace(guide).get_trace(x[:1]) for _ in range(k)]
             if stack:
                 stacked, per_pass = _stack(traces), max(1, batch_size // k)
-                parts = [_run_stacked(model, stacked, xb, k).logsumexp(1) for xb in torch.split(x, per_pass)]
+                shared = how == "shared"
+                parts = [_run_stacked(model, stacked, xb, k, shared).logsumexp(1) for xb in torch.split(x, per_pass)]
                 part = torch.cat(parts)
             else:
                 part = torch.logsumexp(torch.stack([_replayed(model, t, x, batch_size) for t in traces]), 0)
@@ -153,9 +173,13 @@ def predict(
     :param int max_objects: upper bound on objects × samples in one pass under LRT.
     :param vectorize: by direct sampling, run up to :data:`MAX_STACK` weight samples in one
         pass (batched matmuls, grouped convolutions; ``batch_size // K`` objects per pass, so
-        memory stays that of one plain batch). ``"auto"`` (default) first checks on two
-        objects that the model gives the same predictions that way (:func:`stacking_works`)
-        and otherwise runs sample by sample; ``True`` skips the check, ``False`` never stacks.
+        memory stays that of one plain batch); each object enters once and the layers before
+        the first sampled one run once, so K samples cost less than K plain passes.
+        ``"auto"`` (default) first checks on two objects that the model gives the same
+        predictions that way (:func:`stacking_mode`), repeating the objects K times for
+        models whose plates are sized by their input and running sample by sample for those
+        that cannot stack at all; ``True`` skips the check (shared objects), ``False`` never
+        stacks.
     """
     check_choice("prediction mode", mode, MODES)
     if vectorize not in (True, False, "auto"):

@@ -24,10 +24,29 @@ def _stacked_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, k:
 def _stacked_conv2d(x, w, b, k, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
     n, c, h, width = x.shape
     out_ch = w.shape[1]
-    bias = None if b is None else (b.reshape(-1) if b.dim() == 2 else b.repeat(k))
+    bias = _flat_bias(b, k)
     # (N*K, C, H, W) is (N, K*C, H, W) in memory: sample j's channels form group j
     out = F.conv2d(x.reshape(n // k, k * c, h, width), w.flatten(0, 1), bias, stride, padding, dilation, groups * k)
     return out.reshape(n, out_ch, *out.shape[2:])
+
+
+def _flat_bias(b: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    """A plain (out,) or stacked (K, out) bias as the (K·out,) bias of K side-by-side layers."""
+    return None if b is None else (b.reshape(-1) if b.dim() == 2 else b.repeat(k))
+
+
+def _shared_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, k: int) -> torch.Tensor:
+    """K stacked layers on objects NOT yet repeated: one matmul with K·out outputs."""
+    out = F.linear(x, w.flatten(0, 1), _flat_bias(b, k))  # (N, *rest, K*out)
+    out = out.unflatten(-1, (k, w.shape[1])).movedim(-2, 1)  # (N, K, *rest, out)
+    return out.flatten(0, 1)  # sample-minor rows
+
+
+def _shared_conv2d(x, w, b, k, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
+    """K stacked kernels on images NOT yet repeated: one convolution with K·out channels,
+    whose (N, K·out, H, W) output is the sample-minor (N·K, out, H, W) batch in memory."""
+    out = F.conv2d(x, w.flatten(0, 1), _flat_bias(b, k), stride, padding, dilation, groups)
+    return out.reshape(x.shape[0] * k, w.shape[1], *out.shape[2:])
 
 
 class StackedWeightsMessenger(LayerOpMessenger):
@@ -46,14 +65,26 @@ class StackedWeightsMessenger(LayerOpMessenger):
     Test-time averaging (VN eq. 2) of K samples then costs one pass over K-times-larger
     batches instead of K passes: fewer, larger kernels.
 
+    With ``num_objects=N`` the input may instead hold each object ONCE: the layers before
+    the first sampled one run once per object (their outputs are the same under every
+    weight sample), and the first sampled layer applies its K weights to the shared input
+    as ONE op with K·out outputs (a convolution with K·out channels, not K groups), whose
+    output already is the sample-minor ``N·K`` batch. This is what makes K samples cheaper
+    than K plain passes: the deterministic prefix and the first layer's input unfolding
+    are done once instead of K times. Rows are told apart by count, so ``N`` must be given.
+
     :param int num_samples: K.
+    :param int num_objects: N, the number of distinct objects, when the input is not repeated.
     """
 
-    def __init__(self, num_samples: int) -> None:
+    def __init__(self, num_samples: int, num_objects: int | None = None) -> None:
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"expected num_samples to be a positive int, got {num_samples!r}")
+        if num_objects is not None and (not isinstance(num_objects, int) or num_objects < 1):
+            raise ValueError(f"expected num_objects to be None or a positive int, got {num_objects!r}")
         super().__init__()
         self.num_samples = num_samples
+        self.num_objects = num_objects
 
     def _layer_op(self, msg, x, w, b, args) -> None:
         k, plain = self.num_samples, _WEIGHT_DIMS[msg["type"]]
@@ -66,6 +97,15 @@ class StackedWeightsMessenger(LayerOpMessenger):
         if b is not None and b.dim() != 1 and b.shape != (k, w.shape[1]):
             out = w.shape[1]
             raise ValueError(f"expected a bias of shape ({out},) or stacked ({k}, {out}), got {tuple(b.shape)}")
+        if k > 1 and x.shape[0] == self.num_objects:  # shared rows: one op with K·out outputs
+            if msg["type"] == "linear":
+                msg["value"] = _shared_linear(x, w, b, k)
+            elif args.get("groups", 1) == 1:
+                msg["value"] = _shared_conv2d(x, w, b, k, **args)
+            else:  # a grouped conv cannot interleave K·out channels: repeat the rows
+                msg["value"] = _stacked_conv2d(x.repeat_interleave(k, 0), w, b, k, **args)
+            msg["done"] = True
+            return
         if x.shape[0] % k:
             raise ValueError(f"expected the objects repeated {k} times (rows divisible by {k}), got {x.shape[0]} rows")
         if msg["type"] == "linear":

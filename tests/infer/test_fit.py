@@ -8,7 +8,7 @@ import torch
 
 from pyro_varnet.data import toy_problem
 from pyro_varnet.guides import NetworkGuide, ZeroMean
-from pyro_varnet.infer import CheckpointError, fit, kl_warmup, linear_decay, load_checkpoint
+from pyro_varnet.infer import CheckpointError, fit, hold_then_decay, kl_warmup, linear_decay, load_checkpoint
 from pyro_varnet.models import MLP, Classifier, LeNet5
 
 
@@ -161,6 +161,10 @@ def test_schedule_helpers():
     assert w(0) == 0.0 and w(12.5) == 0.5 and w(30) == 1.0
     with pytest.raises(ValueError):
         kl_warmup(5, 2)
+    h = hold_then_decay(200)  # WN: 100 epochs at lr, then linear to 0 over the last 100
+    assert h(0) == h(100) == 1.0 and h(150) == 0.5 and h(200) == h(250) == 0.0
+    with pytest.raises(ValueError):
+        hold_then_decay(10, hold_fraction=1.0)
 
 
 def test_lr_multipliers_scale_matching_parameters():
