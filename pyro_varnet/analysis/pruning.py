@@ -20,7 +20,7 @@ def prune_curve(
     site: str,
     thresholds: Sequence[float] | None = None,
     num_samples: int = 20,
-    batch_size: int = 1000,
+    batch_size: int = 500,
 ) -> list[dict]:
     """For each σ threshold: the fraction of ``site``'s weights zeroed and the ``num_samples``
     ensemble accuracy on ``data`` with only that site pruned (VN Fig. 5).

@@ -121,7 +121,7 @@ def elbo_report(
     num_samples: int = 20,
     elbo_samples: int = 10,
     num_draws: int = 50,
-    batch_size: int = 1000,
+    batch_size: int = 500,
     name: str = "guide",
     history: History | None = None,
 ) -> ELBOReport:
