@@ -85,9 +85,10 @@ def stacking_mode(model: Callable, guide: Callable, x: torch.Tensor, rtol: float
     x = x[:2]
     traces = [poutine.trace(guide).get_trace(x[:1]) for _ in range(2)]
     apart = torch.stack([_replayed(model, t, x, len(x)) for t in traces], 1)
+    stacked = _stack(traces)
     for shared in (True, False):
         try:
-            together = _run_stacked(model, _stack(traces), x, 2, shared)
+            together = _run_stacked(model, stacked, x, 2, shared)
         except _STACK_ERRORS:
             continue
         if together.shape == apart.shape and torch.allclose(together, apart, rtol=rtol, atol=rtol):
@@ -121,17 +122,13 @@ def _ensemble(model, guide, x, num_samples, lrt, max_objects, batch_size, vector
             total = part if total is None else torch.logaddexp(total, part)
             done += k
     else:
-        how = {True: "shared", False: None, "auto": None}[vectorize]
-        if vectorize == "auto":
-            how = stacking_mode(model, guide, x)
-        stack = how is not None
+        how = stacking_mode(model, guide, x) if vectorize == "auto" else ("shared" if vectorize else None)
         done = 0
         while done < num_samples:  # at most MAX_STACK weight samples in memory at once
             k = min(MAX_STACK, num_samples - done)
             traces = [poutine.trace(guide).get_trace(x[:1]) for _ in range(k)]
-            if stack:
-                stacked, per_pass = _stack(traces), max(1, batch_size // k)
-                shared = how == "shared"
+            if how is not None:
+                stacked, per_pass, shared = _stack(traces), max(1, batch_size // k), how == "shared"
                 parts = [_run_stacked(model, stacked, xb, k, shared).logsumexp(1) for xb in torch.split(x, per_pass)]
                 part = torch.cat(parts)
             else:

@@ -11,6 +11,11 @@ from .weight_op_messenger import LayerOpMessenger
 _WEIGHT_DIMS = {"linear": 2, "conv2d": 4}
 
 
+def _flat_bias(b: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    """A plain (out,) or stacked (K, out) bias as the (K·out,) bias of K side-by-side layers."""
+    return None if b is None else (b.reshape(-1) if b.dim() == 2 else b.repeat(k))
+
+
 def _stacked_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, k: int) -> torch.Tensor:
     n, rest, n_in = x.shape[0], x.shape[1:-1], x.shape[-1]
     # objects are sample-minor: row i*K + j is object i under weight sample j
@@ -28,11 +33,6 @@ def _stacked_conv2d(x, w, b, k, stride=1, padding=0, dilation=1, groups=1) -> to
     # (N*K, C, H, W) is (N, K*C, H, W) in memory: sample j's channels form group j
     out = F.conv2d(x.reshape(n // k, k * c, h, width), w.flatten(0, 1), bias, stride, padding, dilation, groups * k)
     return out.reshape(n, out_ch, *out.shape[2:])
-
-
-def _flat_bias(b: torch.Tensor | None, k: int) -> torch.Tensor | None:
-    """A plain (out,) or stacked (K, out) bias as the (K·out,) bias of K side-by-side layers."""
-    return None if b is None else (b.reshape(-1) if b.dim() == 2 else b.repeat(k))
 
 
 def _shared_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, k: int) -> torch.Tensor:
@@ -97,19 +97,13 @@ class StackedWeightsMessenger(LayerOpMessenger):
         if b is not None and b.dim() != 1 and b.shape != (k, w.shape[1]):
             out = w.shape[1]
             raise ValueError(f"expected a bias of shape ({out},) or stacked ({k}, {out}), got {tuple(b.shape)}")
-        if k > 1 and x.shape[0] == self.num_objects:  # shared rows: one op with K·out outputs
-            if msg["type"] == "linear":
-                msg["value"] = _shared_linear(x, w, b, k)
-            elif args.get("groups", 1) == 1:
-                msg["value"] = _shared_conv2d(x, w, b, k, **args)
-            else:  # a grouped conv cannot interleave K·out channels: repeat the rows
-                msg["value"] = _stacked_conv2d(x.repeat_interleave(k, 0), w, b, k, **args)
-            msg["done"] = True
-            return
-        if x.shape[0] % k:
+        shared = k > 1 and x.shape[0] == self.num_objects  # one op with K·out outputs
+        if shared and args.get("groups", 1) != 1:  # a grouped conv cannot interleave K·out channels
+            x, shared = x.repeat_interleave(k, 0), False
+        if not shared and x.shape[0] % k:
             raise ValueError(f"expected the objects repeated {k} times (rows divisible by {k}), got {x.shape[0]} rows")
         if msg["type"] == "linear":
-            msg["value"] = _stacked_linear(x, w, b, k)
+            msg["value"] = (_shared_linear if shared else _stacked_linear)(x, w, b, k)
         else:
-            msg["value"] = _stacked_conv2d(x, w, b, k, **args)
+            msg["value"] = (_shared_conv2d if shared else _stacked_conv2d)(x, w, b, k, **args)
         msg["done"] = True
