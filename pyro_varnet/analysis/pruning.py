@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .._sites import unwrap
-from ..infer.predict import accuracy, predict
+from ..infer.predict import BATCH_SIZE, accuracy, predict
 from ..poutine import prune, prune_mask
 
 
@@ -20,7 +20,7 @@ def prune_curve(
     site: str,
     thresholds: Sequence[float] | None = None,
     num_samples: int = 20,
-    batch_size: int = 500,
+    batch_size: int = BATCH_SIZE,
 ) -> list[dict]:
     """For each σ threshold: the fraction of ``site``'s weights zeroed and the ``num_samples``
     ensemble accuracy on ``data`` with only that site pruned (VN Fig. 5).

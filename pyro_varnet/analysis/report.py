@@ -11,7 +11,7 @@ import torch
 
 from .._sites import unwrap
 from ..infer.history import History
-from ..infer.predict import accuracy, evaluating, nll, one_sample, predict
+from ..infer.predict import BATCH_SIZE, accuracy, evaluating, nll, one_sample, predict
 from .elbo import elbo_decomposition
 
 TABLE_ROWS = (
@@ -121,7 +121,7 @@ def elbo_report(
     num_samples: int = 20,
     elbo_samples: int = 10,
     num_draws: int = 50,
-    batch_size: int = 500,
+    batch_size: int = BATCH_SIZE,
     name: str = "guide",
     history: History | None = None,
 ) -> ELBOReport:

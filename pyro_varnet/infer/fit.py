@@ -21,7 +21,7 @@ from ..poutine import flipout, local_reparameterization, scale_latent
 from . import checkpoint as ckpt
 from .elbo import DecomposedELBO
 from .history import History
-from .predict import MODES, accuracy, evaluating, nll, predict
+from .predict import BATCH_SIZE, MODES, accuracy, evaluating, nll, predict
 from .schedules import Schedule, hold_then_decay, kl_warmup, linear_decay
 
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -86,7 +86,7 @@ def fit(
     eval_every: int = 1,
     eval_samples: int = 20,
     eval_train_size: int = 2000,
-    eval_batch_size: int = 500,
+    eval_batch_size: int = BATCH_SIZE,
     eval_lrt: bool = False,
     callbacks: Iterable[Callable[[int, dict], object]] = (),
     checkpoint: str | os.PathLike | None = None,

@@ -14,6 +14,14 @@ from ..poutine import local_reparameterization, mean_propagation, stacked_weight
 
 MODES = ("mean", "sample", "ensemble", "zero_mean")
 
+#: default rows per forward pass of :func:`predict` and the functions built on it. A stacked
+#: LeNet-5 pass of 200 rows has a 9 MB conv1 activation, which the C allocator hands back
+#: from pass to pass; at 500 rows (23 MB blocks) glibc returns the freed blocks to the
+#: system after each pass and page-faults them back in the next: 0.7 M minor faults and
+#: 1.3 s of system time per 1 000 test images x 20 samples, a third of the pass
+#: (benchmarks/results/2026-11-24-session5.md).
+BATCH_SIZE = 200
+
 
 @contextlib.contextmanager
 def evaluating(*objects):
@@ -41,7 +49,7 @@ def _replayed(model, guide_trace, x, batch_size) -> torch.Tensor:
     return torch.cat([torch.log_softmax(replayed(xb), -1) for xb in torch.split(x, batch_size)])
 
 
-def one_sample(model: Callable, guide: Callable, x: torch.Tensor, batch_size: int = 500):
+def one_sample(model: Callable, guide: Callable, x: torch.Tensor, batch_size: int = BATCH_SIZE):
     """Log-probabilities of ``x`` under ONE weight draw shared by every batch, and that draw's
     guide trace (VN Fig. 4: the accuracy of individual weight samples)."""
     guide_trace = poutine.trace(guide).get_trace(x[:1])
@@ -149,7 +157,7 @@ def predict(
     x: torch.Tensor,
     mode: str = "ensemble",
     num_samples: int = 20,
-    batch_size: int = 500,
+    batch_size: int = BATCH_SIZE,
     lrt: bool = False,
     max_objects: int = 20000,
     vectorize: bool | str = "auto",
@@ -163,8 +171,8 @@ def predict(
         ``"zero_mean"`` — the ensemble with every Gaussian site replaced by its zero-mean
         approximation (VN §4.3).
     :param int batch_size: rows per forward pass: objects, or objects × K when the ensemble
-        stacks its K samples. The default 500 keeps a stacked LeNet-5 pass's largest
-        activation (conv1: 500 × 20 × 24 × 24 floats, 23 MB) within a 32 MB last-level cache.
+        stacks its K samples (default :data:`BATCH_SIZE`: small enough that
+        the allocator reuses the activations' memory from pass to pass).
     :param bool lrt: sample the ensemble by local reparameterization (each copy of an
         object gets independent noise, all K samples in one pass). Off by default: K direct
         weight samples cost K plain forward passes, while LRT runs a mean and a variance op
