@@ -94,6 +94,18 @@ def test_per_object_tangent_marginal_matches_explicit_directions(n):
     assert stats.ks_2samp(explicit.numpy(), marginal.numpy()).pvalue > 1e-3
 
 
+def test_per_object_tangent_projection_gradient_finite_at_degenerate_inputs():
+    """A dead-ReLU input (x = 0) or x parallel to v̂ leaves no orthogonal part: ||x_perp|| = 0,
+    where a plain sqrt has an infinite derivative. Its gradient must stay finite and be 0 at
+    x = 0."""
+    torch.manual_seed(0)
+    v = normalize(torch.randn(3, 6))
+    x = torch.stack([torch.zeros(6), 2.5 * v[1], torch.randn(6)]).requires_grad_()
+    per_object_tangent_projection(x, v).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert (x.grad[0] == 0).all()
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="dimension >= 2"):
         projected_gaussian(torch.ones(5, 1), 0.1)

@@ -36,8 +36,10 @@ def kl_log_uniform(log_alpha: torch.Tensor) -> torch.Tensor:
 
 
 def log_alpha_of(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    r""":math:`\log\alpha = \log\sigma^2 - \log\mu^2`, +∞ where μ = 0, with gradients that stay finite there."""
-    zero = loc == 0
+    r""":math:`\log\alpha = \log\sigma^2 - \log\mu^2`, +∞ where μ = 0 or μ² underflows (|μ| below
+    the square root of the dtype's smallest normal number, 1e-19 in float32), with gradients
+    that stay finite there (a mean crossing zero can land in that range)."""
+    zero = loc.abs() < torch.finfo(loc.dtype).tiny ** 0.5
     safe_loc = torch.where(zero, torch.ones_like(loc), loc)
     la = 2 * scale.log() - safe_loc.square().log()
     return torch.where(zero, torch.full_like(la, math.inf), la)

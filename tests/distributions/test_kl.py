@@ -103,6 +103,21 @@ def test_log_alpha_gradcheck():
     assert torch.autograd.gradcheck(f, (loc, scale))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_alpha_kl_gradient_finite_as_loc_underflows(dtype):
+    """A mean that crosses zero can land where μ² underflows (|μ| < 1e-19 in float32): the KL's
+    gradient must stay finite there (it NaN'd a WN run's g mean) and vanish, as it does in the
+    limit: dKL/dμ -> 0 as log α -> ∞."""
+    loc = torch.tensor([0.0, 1e-30, -1e-25, 1e-170, 1e-3], dtype=dtype).requires_grad_()
+    scale = torch.full((5,), 0.1, dtype=dtype, requires_grad=True)
+    kl_log_uniform(log_alpha_of(loc, scale)).sum().backward()
+    assert torch.isfinite(loc.grad).all() and torch.isfinite(scale.grad).all()
+    underflows = loc.detach().abs() < torch.finfo(dtype).tiny ** 0.5
+    assert underflows[[0, 3]].all() and not underflows[4]
+    assert (loc.grad[underflows] == 0).all() and (loc.grad[:4].abs() < 1e-20).all() and loc.grad[4] != 0
+    assert torch.isinf(log_alpha_of(loc, scale)[underflows]).all()
+
+
 @pytest.mark.parametrize("loc,scale,lam", [(0.3, 0.2, 1.0), (-1.0, 0.5, 0.2), (0.0, 0.7, 2.0)])
 def test_normal_ard_against_torch(loc, scale, lam):
     q = dist.Normal(torch.tensor(loc), torch.tensor(scale))
