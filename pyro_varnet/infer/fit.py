@@ -46,9 +46,12 @@ def _check_batch(x: torch.Tensor, epoch: int, batch: int) -> None:
 
 
 def site_log_alpha(guide) -> dict[str, float]:
-    """Mean finite log α of every guide site (+inf for zero-mean sites)."""
+    """Mean finite log α of every guide site (+inf for zero-mean sites; sites whose log α is
+    undefined, all NaN, such as WeightNorm angles, are left out)."""
     out = {}
     for name, la in getattr(guide, "log_alpha", dict)().items():
+        if torch.isnan(la).all():
+            continue
         finite = la[torch.isfinite(la)]
         out[name] = float(finite.mean()) if finite.numel() else math.inf
     return out

@@ -233,3 +233,7 @@ def test_fit_trains_a_weightnorm_net_under_lrt(decorrelate):
     options = {"decorrelate_directions": decorrelate}
     h = fit(model, guide, (x, y), epochs=2, batch_size=30, lrt_options=options, progress=False)
     assert all(math.isfinite(e["elbo"]) for e in h.epochs)
+    # log α is logged for the magnitudes; an angle site has none (not a +inf "variance layer")
+    logged = {k for k in h.epochs[-1] if k.startswith("log_alpha/")}
+    assert logged == {f"log_alpha/net.fc{i}.g" for i in (1, 2, 3)}
+    assert all(math.isfinite(h.epochs[-1][k]) for k in logged)
