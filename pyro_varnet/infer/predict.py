@@ -15,12 +15,13 @@ from ..poutine import local_reparameterization, mean_propagation, stacked_weight
 MODES = ("mean", "sample", "ensemble", "zero_mean")
 
 #: default rows per forward pass of :func:`predict` and the functions built on it. A stacked
-#: LeNet-5 pass of 200 rows has a 9 MB conv1 activation, which the C allocator hands back
-#: from pass to pass; at 500 rows (23 MB blocks) glibc returns the freed blocks to the
-#: system after each pass and page-faults them back in the next: 0.7 M minor faults and
-#: 1.3 s of system time per 1 000 test images x 20 samples, a third of the pass
-#: (benchmarks/results/2026-11-24-session5.md).
-BATCH_SIZE = 200
+#: LeNet-5 pass of 400 rows (20 objects x 20 samples) has an 18 MB conv1 activation, which the
+#: C allocator hands back from pass to pass; at 500 rows (23 MB blocks) glibc returns the
+#: freed blocks to the system after each pass and page-faults them back in the next (2.7 M
+#: minor faults per 5 000 test images x 20 samples, a quarter of the time). Measured 20-sample
+#: ensemble / 20 plain passes: 0.88 (1 thread), 0.94 (2 threads) at 400 rows; 0.97 / 1.09 at
+#: 200; 1.32 at 500 (benchmarks/results/2026-11-24-session5.md).
+BATCH_SIZE = 400
 
 
 @contextlib.contextmanager
