@@ -2,8 +2,8 @@
 accuracy per epoch, one line per prior. Run by hand after training, e.g.
 
     for p in log-uniform student-t ard; do
-      varnet train --model lenet5-bn --guide layer --prior $p --epochs 8 --eval-modes mean,sample \\
-        --lr-mult '*log_alpha*=10' --lr-mult '*prior_scale*=10' --out runs/phase-$p
+      varnet train --model lenet5-bn --guide layer --prior $p --epochs 16 --eval-every 2 \\
+        --eval-modes mean,sample --lr-mult '*log_alpha*=30' --lr-mult '*prior_scale*=30' --out runs/phase-$p
     done
     python benchmarks/plot_prior_phase.py log-uniform=runs/phase-log-uniform student-t=runs/phase-student-t \\
         ard=runs/phase-ard --out benchmarks/results/prior_phase.png
@@ -31,10 +31,10 @@ def main() -> None:
         histories[name] = pd.read_csv(Path(run) / "history.csv")
     plot_prior_phase_transitions(histories, args.site, args.out)
     for name, df in histories.items():
-        la, acc = df[f"log_alpha/{args.site}"], 100 * df["test_acc_mean"]
+        la, acc = df[f"log_alpha/{args.site}"], 100 * df.set_index("epoch")["test_acc_mean"].dropna()
         print(
             f"{name:>12}: log alpha after epoch 1 {la.iloc[0]:+.2f} -> {la.iloc[-1]:+.2f}, "
-            f"mean propagation {acc.iloc[0]:.2f} -> {acc.iloc[-1]:.2f} %"
+            f"mean propagation after epoch {acc.index[0]} {acc.iloc[0]:.2f} -> {acc.iloc[-1]:.2f} %"
         )
     print(f"wrote {args.out}")
 
