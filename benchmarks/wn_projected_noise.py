@@ -3,7 +3,8 @@ while one-sample and ensemble predictions improve.
 
 Trains an MLP of NoisyWeightNormLinear layers (projected Gaussian noise on the weight
 directions, one draw per mini-batch, WN §3.2.1) with Adam and, after every epoch, measures
-train/test accuracy of the deterministic net (noise off: the mean direction), of one noisy
+train/test accuracy of the deterministic net (noise off: the mean directions g·v̂, as the
+thesis), of the mean-weight net (g·E[ṽ] = c·g·v̂, see ``mean_direction_length``), of one noisy
 net, and of an ensemble of noisy nets. Writes a CSV and a PNG. Run by hand:
 
     PYRO_VARNET_DATA=../shared/data python benchmarks/wn_projected_noise.py --epochs 15
@@ -41,12 +42,14 @@ def accuracies(net, x, y, ensemble: int) -> dict:
     net.eval()
     set_stochastic(net, False)
     det = (net(x).argmax(-1) == y).float().mean().item()
+    set_stochastic(net, False, deterministic="mean")
+    det_mean = (net(x).argmax(-1) == y).float().mean().item()
     set_stochastic(net, True)
     probs = [net(x).softmax(-1) for _ in range(ensemble)]
     one = (probs[0].argmax(-1) == y).float().mean().item()
     ens = (torch.stack(probs).mean(0).argmax(-1) == y).float().mean().item()
     set_stochastic(net, None)
-    return {"deterministic": det, "one sample": one, "ensemble": ens}
+    return {"deterministic": det, "mean weights": det_mean, "one sample": one, "ensemble": ens}
 
 
 def main() -> None:
@@ -59,6 +62,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--bias-lr-mult", type=float, default=1.0, help="biases' learning rate / lr")
     p.add_argument("--ensemble", type=int, default=10)
     p.add_argument("--eval-size", type=int, default=10000)
     p.add_argument("--out", default="benchmarks/results/wn_projected_noise")
@@ -71,7 +75,9 @@ def main() -> None:
     x, y = x[: args.train_size], y[: args.train_size]
     sizes = [784, *map(int, args.hidden.split(",")), 10]
     net = build(sizes, args.alpha, args.direction, args.noisy_output)
-    opt = torch.optim.Adam(net.parameters(), args.lr)
+    biases = [q for n, q in net.named_parameters() if n.endswith("bias")]
+    others = [q for n, q in net.named_parameters() if not n.endswith("bias")]
+    opt = torch.optim.Adam([{"params": others}, {"params": biases, "lr": args.lr * args.bias_lr_mult}], args.lr)
     rows = []
     for epoch in range(1, args.epochs + 1):
         t0 = time.perf_counter()
@@ -85,7 +91,7 @@ def main() -> None:
         for split, (xs, ys) in {"train": (x[:n], y[:n]), "test": (xt[:n], yt[:n])}.items():
             for mode, acc in accuracies(net, xs, ys, args.ensemble).items():
                 rows.append({"epoch": epoch, "split": split, "mode": mode, "accuracy": acc})
-        last = {f"{r['split']} {r['mode']}": f"{100 * r['accuracy']:.2f}" for r in rows[-6:]}
+        last = {f"{r['split']} {r['mode']}": f"{100 * r['accuracy']:.2f}" for r in rows[-8:]}
         print(f"epoch {epoch} [{time.perf_counter() - t0:.0f} s]: {last}", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

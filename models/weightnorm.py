@@ -35,6 +35,7 @@ from pyro_varnet.directions import (
     HALF_PI,
     direction_noise,
     magnitude_noise,
+    mean_direction_length,
     normalize,
 )
 from pyro_varnet.distributions import LogUniform
@@ -141,6 +142,15 @@ class _NoisyBase(PyroModule):
         self.magnitude, self.magnitude_alpha, self.on = magnitude, magnitude_alpha, on
         #: ``None``: noise while training only; ``True``/``False`` force it (sampled predictions)
         self.stochastic: bool | None = None
+        #: weights without noise: ``"direction"`` — :math:`g\hat v` (WN §5.1.1's deterministic
+        #: network); ``"mean"`` — the mean weight :math:`g\,\mathbb{E}[\tilde v] = c\,g\hat v`
+        #: (:func:`~pyro_varnet.directions.mean_direction_length`)
+        self.deterministic = "direction"
+
+    def _noise_free_scale(self, dim: int) -> float:
+        if self.deterministic == "direction":
+            return 1.0
+        return mean_direction_length(self.direction, self.direction_scale, dim)
 
     def _noisy(self) -> bool:
         return self.training if self.stochastic is None else self.stochastic
@@ -188,7 +198,7 @@ class NoisyWeightNormLinear(_NoisyBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v_norm = normalize(self.v)
         if not self._noisy():
-            return F.linear(x, self.g[:, None] * v_norm, self.bias)
+            return F.linear(x, (self._noise_free_scale(v_norm.shape[-1]) * self.g)[:, None] * v_norm, self.bias)
         if self.on == "weights":
             y = F.linear(x, self.g[:, None] * direction_noise(v_norm, self.direction, self.direction_scale))
         else:
@@ -221,6 +231,8 @@ class NoisyWeightNormConv2d(_NoisyBase):
         v_norm = normalize(self.v.flatten(1))
         if self._noisy():
             v_norm = direction_noise(v_norm, self.direction, self.direction_scale)
+        else:
+            v_norm = self._noise_free_scale(v_norm.shape[-1]) * v_norm
         w = (self.g[:, None] * v_norm).reshape(self.v.shape)
         y = F.conv2d(x, w)
         if self._noisy():
@@ -228,12 +240,19 @@ class NoisyWeightNormConv2d(_NoisyBase):
         return y if self.bias is None else y + self.bias[:, None, None]
 
 
-def set_stochastic(module: nn.Module, value: bool | None) -> None:
-    """Force the noise of every noisy weight-normalized layer on (``True``, sampled predictions),
-    off (``False``, the deterministic network) or back to "while training" (``None``)."""
+def set_stochastic(module: nn.Module, value: bool | None, deterministic: str = "direction") -> None:
+    r"""Force the noise of every noisy weight-normalized layer on (``True``, sampled predictions),
+    off (``False``, the deterministic network) or back to "while training" (``None``).
+
+    ``deterministic`` says which weights a noise-free pass uses: ``"direction"`` — the mean
+    directions :math:`g\hat v` (WN §5.1.1); ``"mean"`` — the mean weights :math:`c\,g\hat v`,
+    which keep the scale the biases were trained with (see
+    :func:`~pyro_varnet.directions.mean_direction_length`)."""
+    check_choice("deterministic weights", deterministic, ("direction", "mean"))
     for m in module.modules():
         if isinstance(m, _NoisyBase):
             m.stochastic = value
+            m.deterministic = deterministic
 
 
 class WNLeNet300_100(PyroModule):

@@ -8,6 +8,7 @@ leading dims are independent vectors: neurons, objects, samples).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -112,6 +113,44 @@ def magnitude_noise(shape, kind: str = "normal", alpha: float = 0.1) -> torch.Te
 
 
 DIRECTION_NOISES = ("none", "projected", "tangent", "rotate-tn", "rotate-beta")
+
+#: Monte Carlo draws behind :func:`mean_direction_length` (standard error ~1e-4 or less)
+MEAN_LENGTH_DRAWS = 1 << 20
+
+
+@functools.lru_cache(maxsize=256)
+def mean_direction_length(kind: str, scale: float, dim: int) -> float:
+    r"""The length :math:`c = \mathbb{E}[\hat v^\top \tilde v]` of the mean of a perturbed unit
+    direction :math:`\tilde v` in dimension ``dim``: by symmetry :math:`\mathbb{E}[\tilde v] = c\,\hat v`.
+
+    This is why WN §5.1.1's deterministic network (directions replaced by :math:`\hat v`) can
+    fail where sampled ones work: the samples lie on the unit sphere, their centre at radius
+    c < 1, so :math:`g\hat v` is 1/c times longer than the network's average weight, relative
+    to the biases. For projected noise (eq. 15-16)
+    :math:`c = \mathbb{E}\,(1+z)/\sqrt{(1+z)^2 + \alpha\chi^2_{d-1}}`, z ~ N(0, α), about
+    :math:`1/\sqrt{1 + \alpha d}`; tangent noise (eq. 17-19)
+    :math:`\mathbb{E}\,(1 + \alpha\chi^2_{d-1})^{-1/2}`; rotations (eq. 21-23) :math:`\mathbb{E}\cos\varepsilon`.
+
+    One-dimensional Monte Carlo with a fixed seed (:data:`MEAN_LENGTH_DRAWS` draws), so the
+    value is reproducible; cached per (kind, scale, dim).
+    """
+    check_choice("direction noise", kind, DIRECTION_NOISES)
+    if dim < 2:
+        raise ValueError(f"expected a direction dimension >= 2, got {dim}")
+    if kind == "none":
+        return 1.0
+    n = MEAN_LENGTH_DRAWS
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if kind in ("projected", "tangent"):
+            _check_alpha(scale)
+            rest = scale * torch.distributions.Chi2(torch.tensor(dim - 1.0, dtype=torch.float64)).sample((n,))
+            if kind == "tangent":
+                return (1 + rest).rsqrt().mean().item()
+            along = 1 + math.sqrt(scale) * torch.randn(n, dtype=torch.float64)
+            return (along / (along.square() + rest).sqrt()).mean().item()
+        angle = sample_angle((n,), "truncated-normal" if kind == "rotate-tn" else "beta", scale)
+        return angle.double().cos().mean().item()
 
 
 def direction_noise(v_norm: torch.Tensor, kind: str, scale: float) -> torch.Tensor:

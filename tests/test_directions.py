@@ -9,6 +9,7 @@ from scipy import stats
 from pyro_varnet.directions import (
     direction_noise,
     magnitude_noise,
+    mean_direction_length,
     normalize,
     projected_gaussian,
     random_tangent_direction,
@@ -106,7 +107,29 @@ def test_per_object_tangent_projection_gradient_finite_at_degenerate_inputs():
     assert (x.grad[0] == 0).all()
 
 
+@pytest.mark.parametrize(
+    "kind,scale",
+    [("projected", 0.1), ("projected", 0.014), ("tangent", 0.05), ("rotate-tn", 0.5), ("rotate-beta", 2.0)],
+)
+def test_mean_direction_length_matches_direct_sampling(kind, scale):
+    # E[v_hat . v_tilde] from explicit 30-dimensional directions vs the 1-D formula
+    torch.manual_seed(1)
+    v = _unit(n=30, k=1).expand(40_000, 30).contiguous()
+    proj = (direction_noise(v, kind, scale) * v).sum(-1)
+    se = proj.std() / math.sqrt(len(proj))
+    assert_within_se(proj.mean(), mean_direction_length(kind, scale, 30), se, msg=kind)
+    assert mean_direction_length("none", scale, 30) == 1.0
+
+
+def test_mean_direction_length_of_projected_noise_is_about_inverse_sqrt():
+    # ||v_hat + eps||^2 concentrates at 1 + alpha*d, so c -> 1/sqrt(1 + alpha*d) in high dimension
+    c = mean_direction_length("projected", 0.014, 1024)
+    assert abs(c * math.sqrt(1 + 0.014 * 1024) - 1) < 2e-3
+
+
 def test_bad_inputs():
+    with pytest.raises(ValueError, match="direction dimension >= 2"):
+        mean_direction_length("projected", 0.1, 1)
     with pytest.raises(ValueError, match="dimension >= 2"):
         projected_gaussian(torch.ones(5, 1), 0.1)
     with pytest.raises(ValueError, match="alpha >= 0"):

@@ -8,6 +8,7 @@ import torch
 from pyro import poutine
 from pyro.nn import PyroModule
 
+from pyro_varnet.directions import mean_direction_length
 from pyro_varnet.guides import AngleSite, MagnitudeSite, NetworkGuide
 from pyro_varnet.infer import DecomposedELBO
 from pyro_varnet.models import (
@@ -19,6 +20,7 @@ from pyro_varnet.models import (
     set_stochastic,
 )
 from pyro_varnet.poutine import local_reparameterization, mean_propagation
+from tests.common import assert_within_se
 
 K = 2000
 
@@ -184,6 +186,37 @@ def test_noisy_layers_are_stochastic_only_when_asked(direction, on):
     set_stochastic(conv, False)
     xc = torch.randn(2, 2, 5, 5)
     torch.testing.assert_close(conv(xc), conv(xc))
+
+
+@pytest.mark.parametrize("on", ["weights", "activations"])
+def test_noise_free_mean_weights_equal_the_average_noisy_layer(on):
+    # deterministic="mean" is E over the direction noise of the noisy layer's output; "direction"
+    # (WN §5.1.1) is 1/c times larger apart from the bias
+    torch.manual_seed(0)
+    layer = NoisyWeightNormLinear(20, 3, direction="projected", direction_scale=0.1, on=on)
+    with torch.no_grad():
+        layer.bias.fill_(0.7)
+    x = torch.randn(2, 20)
+    with torch.no_grad():
+        set_stochastic(layer, True)
+        draws = torch.stack([layer(x) for _ in range(20_000)])
+        set_stochastic(layer, False, deterministic="mean")
+        mean_pass = layer(x)
+        set_stochastic(layer, False)
+        direction_pass = layer(x)
+    assert_within_se(draws.mean(0), mean_pass, draws.std(0) / math.sqrt(len(draws)))
+    c = mean_direction_length("projected", 0.1, 20)
+    torch.testing.assert_close(mean_pass - 0.7, c * (direction_pass - 0.7))
+    conv = NoisyWeightNormConv2d(2, 3, 3, direction="tangent", direction_scale=0.1)
+    xc = torch.randn(1, 2, 5, 5)
+    set_stochastic(conv, False, deterministic="mean")
+    scaled = conv(xc) - conv.bias[:, None, None]
+    set_stochastic(conv, False)
+    torch.testing.assert_close(
+        scaled, mean_direction_length("tangent", 0.1, 18) * (conv(xc) - conv.bias[:, None, None])
+    )
+    with pytest.raises(ValueError, match="deterministic weights"):
+        set_stochastic(conv, False, deterministic="mode")
 
 
 def test_bad_arguments():
