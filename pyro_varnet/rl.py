@@ -90,6 +90,30 @@ def reward_to_go(rewards: Sequence[float], gamma: float) -> torch.Tensor:
     return torch.tensor(out[::-1], dtype=torch.float32)
 
 
+@torch.no_grad()
+def rollout(env, policy: Policy, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """Play one episode with the policy's current noise draw, sampling actions from its
+    softmax; returns the observations, the actions and the rewards. No autograd graph is
+    kept per step: :func:`episode_log_probs` recomputes the log-probabilities in one batch."""
+    obs, _ = env.reset(seed=seed)
+    observations, actions, rewards, done = [], [], [], False
+    while not done:
+        o = torch.as_tensor(obs, dtype=torch.float32)
+        action = int(torch.multinomial(policy(o).softmax(-1), 1))
+        observations.append(o)
+        actions.append(action)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        rewards.append(float(reward))
+        done = terminated or truncated
+    return torch.stack(observations), torch.tensor(actions), rewards
+
+
+def episode_log_probs(policy: Policy, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log π(a_t | s_t) of a played episode, in one batched pass (the noise draw is the one the
+    episode was played with: it is fixed until the next :meth:`Policy.resample`)."""
+    return policy(observations).log_softmax(-1).gather(-1, actions[:, None]).squeeze(-1)
+
+
 def reinforce(
     env_id: str = "CartPole-v1",
     kind: str = "variance",
@@ -114,23 +138,14 @@ def reinforce(
     returns, base_mean, base_var = [], None, None
     for episode in range(episodes):
         policy.resample()  # one noise draw per episode
-        obs, _ = env.reset(seed=seed * 100_000 + episode)
-        logps, rewards, done = [], [], False
-        while not done:
-            logits = policy(torch.as_tensor(obs, dtype=torch.float32))
-            dist = torch.distributions.Categorical(logits=logits)
-            action = dist.sample()
-            logps.append(dist.log_prob(action))
-            obs, reward, terminated, truncated, _ = env.step(int(action))
-            rewards.append(float(reward))
-            done = terminated or truncated
+        obs, actions, rewards = rollout(env, policy, seed=seed * 100_000 + episode)
         g = reward_to_go(rewards, gamma)
         # a baseline and scale that run across episodes: normalising within an episode would
         # erase the one signal that matters on CartPole, that longer episodes are better
         base_mean = g.mean().item() if base_mean is None else 0.9 * base_mean + 0.1 * g.mean().item()
-        base_var = g.var().item() if base_var is None else 0.9 * base_var + 0.1 * g.var().item()
+        base_var = g.var(correction=0).item() if base_var is None else 0.9 * base_var + 0.1 * g.var(correction=0).item()
         adv = (g - base_mean) / (math.sqrt(base_var) + 1e-8) if base_var else g - base_mean
-        loss = -(torch.stack(logps) * adv).sum()
+        loss = -(episode_log_probs(policy, obs, actions) * adv).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()

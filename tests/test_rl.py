@@ -5,7 +5,16 @@ import math
 import pytest
 import torch
 
-from pyro_varnet.rl import LAYERS, EpisodeNoiseLinear, Policy, compare_exploration, reinforce, reward_to_go
+from pyro_varnet.rl import (
+    LAYERS,
+    EpisodeNoiseLinear,
+    Policy,
+    compare_exploration,
+    episode_log_probs,
+    reinforce,
+    reward_to_go,
+    rollout,
+)
 from tests.common import assert_within_se
 
 
@@ -42,6 +51,35 @@ def test_variance_layer_weights_have_zero_mean_and_variance_sigma2():
     noisy = EpisodeNoiseLinear(3, 2, "parameter-noise")
     noisy.resample()
     assert not torch.allclose(noisy.weight(), noisy.mu)
+
+
+class _Walk:
+    """A 3-step episode with 4-dimensional observations, rewards 1."""
+
+    def reset(self, seed=None):
+        self.t = 0
+        return torch.zeros(4).numpy(), {}
+
+    def step(self, action):
+        self.t += 1
+        return torch.full((4,), float(self.t)).numpy(), 1.0, self.t == 3, False, {}
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_batched_log_probs_equal_per_step_log_probs(kind):
+    # rollout plays without autograd; the batched recomputation must give the same log π(a|s)
+    # and gradient as building the graph step by step with the episode's noise draw
+    torch.manual_seed(0)
+    policy = Policy(4, 2, kind, hidden=8)
+    policy.resample()
+    obs, actions, rewards = rollout(_Walk(), policy)
+    assert obs.shape == (3, 4) and actions.shape == (3,) and rewards == [1.0, 1.0, 1.0]
+    batched = episode_log_probs(policy, obs, actions)
+    (grad_b,) = torch.autograd.grad(batched.sum(), policy.fc1.weight)
+    steps = torch.stack([torch.distributions.Categorical(logits=policy(o)).log_prob(a) for o, a in zip(obs, actions)])
+    (grad_s,) = torch.autograd.grad(steps.sum(), policy.fc1.weight)
+    torch.testing.assert_close(batched, steps)
+    torch.testing.assert_close(grad_b, grad_s)
 
 
 def test_reinforce_and_comparison_smoke(tmp_path):
