@@ -123,10 +123,14 @@ def mean_direction_length(kind: str, scale: float, dim: int) -> float:
     r"""The length :math:`c = \mathbb{E}[\hat v^\top \tilde v]` of the mean of a perturbed unit
     direction :math:`\tilde v` in dimension ``dim``: by symmetry :math:`\mathbb{E}[\tilde v] = c\,\hat v`.
 
-    This is why WN §5.1.1's deterministic network (directions replaced by :math:`\hat v`) can
+    One reason WN §5.1.1's deterministic network (directions replaced by :math:`\hat v`) can
     fail where sampled ones work: the samples lie on the unit sphere, their centre at radius
     c < 1, so :math:`g\hat v` is 1/c times longer than the network's average weight, relative
-    to the biases. For projected noise (eq. 15-16)
+    to the biases. The mean weights :math:`c\,g\hat v` fix the scale but are not the mean
+    network either: after a rectifier the noise leaves a positive offset
+    (:math:`\mathbb{E}\max(0, s + n) > \max(0, s)`) that no noise-free pass has, and at large
+    α this dominates (benchmarks/results: at α = 0.2 the mean-weight net is worse than
+    :math:`g\hat v`). For projected noise (eq. 15-16)
     :math:`c = \mathbb{E}\,(1+z)/\sqrt{(1+z)^2 + \alpha\chi^2_{d-1}}`, z ~ N(0, α), about
     :math:`1/\sqrt{1 + \alpha d}`; tangent noise (eq. 17-19)
     :math:`\mathbb{E}\,(1 + \alpha\chi^2_{d-1})^{-1/2}`; rotations (eq. 21-23) :math:`\mathbb{E}\cos\varepsilon`.
