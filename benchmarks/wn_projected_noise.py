@@ -52,6 +52,21 @@ def accuracies(net, x, y, ensemble: int) -> dict:
     return {"deterministic": det, "mean weights": det_mean, "one sample": one, "ensemble": ens}
 
 
+def plot_runs(runs: dict, path) -> None:
+    """Accuracy per epoch, one column per run (``{title: CSV frame}``), train above test."""
+    fig = Figure(figsize=(5 * len(runs), 7.5))
+    axes = fig.subplots(2, len(runs), squeeze=False)
+    for col, (title, df) in enumerate(runs.items()):
+        for row, split in enumerate(("train", "test")):
+            ax = axes[row, col]
+            for mode, g in df[df.split == split].groupby("mode", sort=False):
+                ax.plot(g.epoch, 100 * g.accuracy, marker="o", markersize=3, label=mode)
+            ax.set(xlabel="epoch", ylabel=f"{split} accuracy (%)", title=f"{split}: {title}")
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hidden", default="1024,1024,2048", help="hidden sizes (the thesis: 1024,1024,2048)")
@@ -68,7 +83,14 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/wn_projected_noise")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
+    p.add_argument(
+        "--plot", nargs="+", metavar="CSV=TITLE", help="only plot earlier runs' CSVs side by side into --out .png"
+    )
     args = p.parse_args()
+    if args.plot:
+        runs = dict(reversed(item.split("=", 1)) for item in args.plot)
+        plot_runs({title: pd.read_csv(csv) for title, csv in runs.items()}, Path(args.out).with_suffix(".png"))
+        return
     torch.manual_seed(args.seed)
     x, y = load_mnist(args.data_root, train=True)
     xt, yt = load_mnist(args.data_root, train=False)
@@ -97,14 +119,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows)
     df.to_csv(out.with_suffix(".csv"), index=False)
-    fig = Figure(figsize=(10, 4))
-    for ax, split in zip(fig.subplots(1, 2), ("train", "test")):
-        for mode, g in df[df.split == split].groupby("mode"):
-            ax.plot(g.epoch, 100 * g.accuracy, marker="o", label=mode)
-        ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{split}: {args.direction} noise, α = {args.alpha}")
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=120)
+    plot_runs({f"{args.direction} noise, α = {args.alpha}": df}, out.with_suffix(".png"))
     print(f"wrote {out.with_suffix('.csv')} and {out.with_suffix('.png')}")
 
 
