@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
-import numpy as np
-
 from pyro_varnet.analysis.plots import plot_rl_curves
+from pyro_varnet.rl import final_score
 
 
 def main() -> None:
@@ -29,10 +27,9 @@ def main() -> None:
     for run in args.runs:
         returns.update(json.loads((Path(run) / "rl.json").read_text())["returns"])
     for kind, runs in returns.items():
-        scores = np.array([np.mean(r[-args.last :]) for r in runs])
-        se = scores.std(ddof=1) / math.sqrt(len(scores)) if len(scores) > 1 else float("nan")
+        mean, se, scores = final_score(runs, args.last)
         per_seed = " ".join(f"{s:.0f}" for s in scores)
-        print(f"{kind:16s} {scores.mean():7.1f} ± {se:5.1f} (SE, {len(scores)} seeds; per seed {per_seed})")
+        print(f"{kind:16s} {mean:7.1f} ± {se:5.1f} (SE, {len(scores)} seeds; per seed {per_seed})")
     plot_rl_curves(returns, args.out, title=args.title, window=args.window)
     print(f"wrote {args.out}")
 

@@ -142,8 +142,9 @@ def reinforce(
         g = reward_to_go(rewards, gamma)
         # a baseline and scale that run across episodes: normalising within an episode would
         # erase the one signal that matters on CartPole, that longer episodes are better
-        base_mean = g.mean().item() if base_mean is None else 0.9 * base_mean + 0.1 * g.mean().item()
-        base_var = g.var(correction=0).item() if base_var is None else 0.9 * base_var + 0.1 * g.var(correction=0).item()
+        mean, var = g.mean().item(), g.var(correction=0).item()
+        base_mean = mean if base_mean is None else 0.9 * base_mean + 0.1 * mean
+        base_var = var if base_var is None else 0.9 * base_var + 0.1 * var
         adv = (g - base_mean) / (math.sqrt(base_var) + 1e-8) if base_var else g - base_mean
         loss = -(episode_log_probs(policy, obs, actions) * adv).sum()
         opt.zero_grad()
@@ -185,9 +186,12 @@ def compare_exploration(
     returns = {kind: [] for kind in kinds}
     for (_, kind, *_), out in zip(jobs, outs):
         returns[kind].append(out)
-    final = {}
-    for kind, runs in returns.items():
-        scores = np.array([np.mean(r[-last:]) for r in runs])
-        se = float(scores.std(ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else float("nan")
-        final[kind] = (float(scores.mean()), se)
-    return {"returns": returns, "final": final}
+    return {"returns": returns, "final": {kind: final_score(runs, last)[:2] for kind, runs in returns.items()}}
+
+
+def final_score(runs: Sequence[Sequence[float]], last: int = 20) -> tuple[float, float, np.ndarray]:
+    """A policy kind's final score: each seed's mean return over its ``last`` episodes; returns
+    the mean over seeds, its standard error (NaN for one seed) and the per-seed scores."""
+    scores = np.array([np.mean(r[-last:]) for r in runs])
+    se = float(scores.std(ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else float("nan")
+    return float(scores.mean()), se, scores
