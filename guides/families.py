@@ -13,6 +13,7 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 from torch import nn
+from torch.distributions import biject_to, constraints
 
 from pyro_varnet._checks import check_choice
 from pyro_varnet.distributions import (
@@ -29,8 +30,9 @@ GRANULARITIES = ("layer", "neuron", "weight")
 
 
 def _uniform_init(shape: torch.Size) -> torch.Tensor:
-    """U(±1/√fan_in), the authors' initialisation of θ and of the zero-mean σ (RECIPES)."""
-    bound = 1 / math.sqrt(math.prod(shape[1:]) if len(shape) > 1 else shape[0])
+    """U(±1/√fan_in), the initialisation of θ and of the zero-mean σ in the authors' code."""
+    fan_in = math.prod(shape[1:]) if len(shape) > 1 else math.prod(shape)
+    bound = 1 / math.sqrt(max(fan_in, 1))
     return torch.empty(shape).uniform_(-bound, bound)
 
 
@@ -38,10 +40,15 @@ class SiteGuide(PyroModule):
     """Variational parameters of one site; calling it returns q(w) with all dims as event."""
 
     exact_lrt = True  # q is Gaussian, so local reparameterization is exact
+    support = constraints.real
 
     def __init__(self, shape: torch.Size) -> None:
         super().__init__()
         self.shape = torch.Size(shape)
+
+    def median(self) -> torch.Tensor:
+        """The posterior median: the mean of these symmetric families."""
+        return self.base().mean
 
     def base(self) -> dist.Distribution:
         raise NotImplementedError
@@ -53,6 +60,10 @@ class SiteGuide(PyroModule):
         r"""Per-weight :math:`\log\alpha = \log\sigma^2 - \log\mu^2` (+∞ for a zero mean)."""
         q = self.base()
         return log_alpha_of(q.loc, q.scale)
+
+    def _param(self) -> torch.Tensor:
+        """One of the site's parameters (for the device and dtype of tensors made from nothing)."""
+        return next(self.parameters())
 
 
 class ZeroMeanSite(SiteGuide):
@@ -77,7 +88,7 @@ class ZeroMeanSite(SiteGuide):
         return ZeroMeanNormal(self.scale(), validate_args=False)
 
     def log_alpha(self) -> torch.Tensor:
-        return torch.full(self.shape, math.inf)
+        return self._param().new_full(self.shape, math.inf)
 
 
 class GaussianDropoutSite(SiteGuide):
@@ -130,7 +141,7 @@ class SymmetricVarianceSite(SiteGuide):
         return self.distribution(scale, validate_args=False)
 
     def log_alpha(self) -> torch.Tensor:
-        return torch.full(self.shape, math.inf)
+        return self.theta.new_full(self.shape, math.inf)
 
 
 class UniformVarianceSite(SymmetricVarianceSite):
@@ -159,7 +170,7 @@ class DropoutSite(SiteGuide):
         return InputDropout(self.theta, self.p)
 
     def log_alpha(self) -> torch.Tensor:
-        return torch.full(self.shape, math.log(self.p / (1 - self.p)) if self.p > 0 else -math.inf)
+        return self.theta.new_full(self.shape, math.log(self.p / (1 - self.p)) if self.p > 0 else -math.inf)
 
 
 class MagnitudeSite(SiteGuide):
@@ -189,7 +200,7 @@ class AngleSite(SiteGuide):
         return TruncatedNormal(self.mu, self.log_sigma.exp(), zero, zero + math.pi / 2, validate_args=False)
 
     def log_alpha(self) -> torch.Tensor:
-        return torch.full(self.shape, math.nan)
+        return self.mu.new_full(self.shape, math.nan)
 
 
 class Family:
@@ -199,6 +210,18 @@ class Family:
 
     def build(self, shape: torch.Size) -> SiteGuide:
         raise NotImplementedError
+
+    #: the family's q is a distribution on the real line (checked against the prior's support)
+    real_valued = True
+
+    def build_site(self, shape: torch.Size, support=constraints.real) -> SiteGuide:
+        """The :class:`SiteGuide` of a site of ``shape`` whose prior has ``support``."""
+        if self.real_valued and support is not None and not is_real(support):
+            raise ValueError(
+                f"family {self.name!r} gives a real-valued q, but the site's support is {support}; "
+                "use the 'auto' family (Auto) for constrained sites"
+            )
+        return self.build(shape)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -353,6 +376,7 @@ class Angle(Family):
     """
 
     name = "angle"
+    real_valued = False  # q lives on [0, π/2], the support of the angle's uniform prior
 
     def __init__(self, init_loc: float = 0.0, init_scale: float = 0.05) -> None:
         if not init_scale > 0:
@@ -361,6 +385,112 @@ class Angle(Family):
 
     def build(self, shape: torch.Size) -> SiteGuide:
         return AngleSite(shape, self.init_loc, self.init_scale)
+
+
+class AutoSite(SiteGuide):
+    r"""A mean-field Normal in the unconstrained space of a site's support, pushed through
+    ``biject_to(support)`` (as Pyro's ``AutoNormal``): :math:`q = T_\#\mathcal{N}(\mu, \sigma^2)`.
+
+    For a real support q is an ordinary :class:`~pyro.distributions.Normal` (so analytic KLs and
+    local reparameterization apply); otherwise a ``TransformedDistribution`` whose KL is
+    estimated by Monte Carlo. ``log_alpha`` is undefined (NaN).
+    """
+
+    exact_lrt = True  # q is Gaussian in its own space; such sites do not feed the layer ops
+
+    def __init__(self, shape: torch.Size, support=constraints.real, init_scale: float = 0.1) -> None:
+        super().__init__(shape)
+        self.support = support
+        self.transform = biject_to(support)
+        unconstrained = self.transform.inv.forward_shape(self.shape)
+        self.loc = nn.Parameter(torch.zeros(unconstrained))  # the feasible point T(0), as AutoNormal's default
+        self.log_scale = nn.Parameter(torch.full(unconstrained, math.log(init_scale)))
+
+    def _normal(self) -> dist.Normal:
+        return dist.Normal(self.loc, self.log_scale.exp(), validate_args=False)
+
+    def base(self) -> dist.Distribution:
+        if is_real(self.support):
+            return self._normal()
+        return dist.TransformedDistribution(self._normal().to_event(self.loc.dim()), self.transform)
+
+    def forward(self) -> dist.Distribution:
+        q = self.base()
+        return q.to_event(len(self.shape)) if is_real(self.support) else q
+
+    def median(self) -> torch.Tensor:
+        return self.transform(self.loc)
+
+    def log_alpha(self) -> torch.Tensor:
+        return self.loc.new_full(self.shape, math.nan)
+
+
+class Auto(Family):
+    """Support-aware mean-field Normal for latent sites that are not weights of Bayesian layers
+    (noise scales, a user's own ``PyroSample`` sites): the AutoNormal of Pyro, one site at a time.
+
+    :param float init_scale: initial σ in the unconstrained space (AutoNormal's 0.1).
+    """
+
+    name = "auto"
+
+    def __init__(self, init_scale: float = 0.1) -> None:
+        if not init_scale > 0:
+            raise ValueError(f"expected init_scale > 0, got {init_scale}")
+        self.init_scale = init_scale
+
+    def build(self, shape: torch.Size) -> SiteGuide:
+        return AutoSite(shape, constraints.real, self.init_scale)
+
+    def build_site(self, shape: torch.Size, support=constraints.real) -> SiteGuide:
+        return AutoSite(shape, constraints.real if support is None else support, self.init_scale)
+
+
+#: constraints a guide's state can name (for :meth:`NetworkGuide.state_dict` round trips)
+_SUPPORTS = {
+    "real": constraints.real,
+    "positive": constraints.positive,
+    "nonnegative": constraints.nonnegative,
+    "unit_interval": constraints.unit_interval,
+    "simplex": constraints.simplex,
+    "lower_cholesky": constraints.lower_cholesky,
+    "corr_cholesky": constraints.corr_cholesky,
+}
+
+
+def is_real(support) -> bool:
+    """Whether ``support`` is the real line (possibly as ``independent(real, k)``)."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support is constraints.real
+
+
+def encode_support(support) -> list | None:
+    """A support as plain data: ``["positive"]``, ``["interval", low, high]``,
+    ``["independent", [...], k]`` (``None`` if it has no such form)."""
+    if isinstance(support, constraints.independent):
+        inner = encode_support(support.base_constraint)
+        return None if inner is None else ["independent", inner, support.reinterpreted_batch_ndims]
+    for name, c in _SUPPORTS.items():
+        if support is c:
+            return [name]
+    if isinstance(support, constraints.interval):
+        return ["interval", float(support.lower_bound), float(support.upper_bound)]
+    if isinstance(support, constraints.greater_than):
+        return ["greater_than", float(support.lower_bound)]
+    if isinstance(support, constraints.less_than):
+        return ["less_than", float(support.upper_bound)]
+    return None
+
+
+def decode_support(code: list | None):
+    """Inverse of :func:`encode_support`."""
+    if code is None:
+        raise ValueError("this guide's state names a site whose support cannot be restored; call the guide once first")
+    name, *args = code
+    if name == "independent":
+        return constraints.independent(decode_support(args[0]), args[1])
+    return _SUPPORTS[name] if name in _SUPPORTS else getattr(constraints, name)(*args)
 
 
 FAMILIES = {
@@ -375,6 +505,7 @@ FAMILIES = {
     "zero-mean-log": lambda: ZeroMean("log"),
     "magnitude": Magnitude,
     "angle": Angle,
+    "auto": Auto,
 }
 
 

@@ -1,7 +1,7 @@
 """Bayesian layers and the papers' networks (installed as ``pyro_varnet.models``)."""
 
-from .classifier import Classifier
 from .layers import BayesConv2d, BayesLinear
+from .likelihoods import BinaryClassifier, Classifier, Likelihood, Regressor
 from .networks import MLP, LeNet5, LeNet300_100, LeNet500_300, ToyNet, VGGLike
 from .weightnorm import (
     NoisyWeightNormConv2d,
@@ -17,7 +17,10 @@ __all__ = [
     "MLP",
     "BayesConv2d",
     "BayesLinear",
+    "BinaryClassifier",
     "Classifier",
+    "Likelihood",
+    "Regressor",
     "LeNet300_100",
     "LeNet500_300",
     "LeNet5",

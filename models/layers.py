@@ -25,12 +25,17 @@ def _check_positive_int(**kwargs: int) -> None:
 class _BayesLayer(PyroModule):
     """Shared set-up: a weight that is a sample site under ``prior`` (or a parameter if ``None``)."""
 
+    #: sample sites that :class:`~pyro_varnet.guides.NetworkGuide` treats as weights (None: its default family)
+    guide_families = {"weight": None}
+
     def _init_weight(self, shape: torch.Size, prior: PriorSpec, prior_scale: float, df: float) -> None:
         self.prior = prior
         if not (isinstance(prior_scale, int | float) and prior_scale > 0 and math.isfinite(prior_scale)):
             raise ValueError(f"expected prior_scale to be a positive finite number, got {prior_scale!r}")
         if not df > 0:
             raise ValueError(f"expected degrees of freedom df > 0, got {df}")
+        # a scalar that follows .to() / .double(): the device and dtype of priors built at sample time
+        self.register_buffer("_like", torch.zeros(()), persistent=False)
         fan_in = math.prod(shape[1:])
         if prior is None:
             self.weight = nn.Parameter(torch.empty(shape).uniform_(-1, 1) / math.sqrt(fan_in))
@@ -41,7 +46,18 @@ class _BayesLayer(PyroModule):
         elif callable(prior):
             self.weight = PyroSample(prior(shape))
         else:
-            self.weight = PyroSample(make_prior(prior, shape, scale=prior_scale, df=df))
+            make_prior(prior, shape, scale=prior_scale, df=df)  # checks the name now
+            self._prior_args = (prior, shape, prior_scale, df)
+            self._prior_cache: dict = {}
+            self.weight = PyroSample(lambda self: self._named_prior())
+
+    def _named_prior(self):
+        """The named prior on the layer's device and dtype (built once per device and dtype)."""
+        key = (self._like.device, self._like.dtype)
+        if key not in self._prior_cache:
+            name, shape, scale, df = self._prior_args
+            self._prior_cache[key] = make_prior(name, shape, scale=scale, df=df, like=self._like)
+        return self._prior_cache[key]
 
     def _init_bias(self, bias: bool, out: int, fan_in: int) -> None:
         # the bias is a deterministic parameter (lecture: "deterministic parameters")

@@ -63,8 +63,12 @@ class _WeightNormBase(PyroModule):
 
     def _init_sites(self, n: int) -> None:
         self.g = PyroSample(LogUniform((n,)).to_event(1))
-        zero = torch.zeros(n)
-        self.angle = PyroSample(Uniform(zero, zero + HALF_PI).to_event(1))
+        # built at sample time on v's device and dtype, so that .to() / .double() carry it along
+        self.angle = PyroSample(lambda self: self._angle_prior(n))
+
+    def _angle_prior(self, n: int) -> Uniform:
+        zero = self.v.new_zeros(n)
+        return Uniform(zero, zero + HALF_PI).to_event(1)
 
     def _direction(self) -> torch.Tensor:
         """Unit directions: rows of v (per output), or columns (per input) when reversed."""
@@ -159,9 +163,8 @@ class _NoisyBase(PyroModule):
         if self.magnitude == "none" or self.magnitude_alpha == 0:
             return y
         # per object and neuron on the pre-activations (WN eq. 25, 45)
-        return y * magnitude_noise(y.shape[:2], self.magnitude, self.magnitude_alpha).view(
-            *y.shape[:2], *(1,) * (y.dim() - 2)
-        ).to(y)
+        noise = magnitude_noise(y.shape[:2], self.magnitude, self.magnitude_alpha, like=y)
+        return y * noise.view(*y.shape[:2], *(1,) * (y.dim() - 2))
 
 
 class NoisyWeightNormLinear(_NoisyBase):

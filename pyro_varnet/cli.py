@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pyro
 import torch
 
+from . import _json as json
 from . import data as datasets
 from .distributions import PRIORS
 
@@ -74,6 +74,17 @@ def parse_guide(spec: str) -> tuple[str, dict[str, str]]:
         if f not in FAMILIES:
             raise ValueError(f"unknown family {f!r} in guide {spec!r}; expected one of {sorted(FAMILIES)}")
     return default, families
+
+
+def resolve_device(name: str) -> torch.device:
+    """``--device``: ``auto`` is CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: the MPS backend is not available here")
+    return torch.device(name)
 
 
 def _print_table(rows: list[tuple[str, str]]) -> None:
@@ -180,13 +191,16 @@ def _lr_multipliers(specs: list[str]) -> dict[str, float]:
     return out
 
 
-def _build(model_name: str, prior: str, bayesian: str, guide_spec: str, num_data: int):
-    """A fresh (model, guide) pair as ``varnet train`` builds it (clears the param store)."""
+def _build(model_name: str, prior: str, bayesian: str, guide_spec: str, num_data: int, seed: int | None = None):
+    """A fresh (model, guide) pair as ``varnet train`` builds it (clears the param store; seeds
+    first, so that the deterministic layers' initial values follow ``seed``)."""
     from .guides import NetworkGuide
     from .models import Classifier
 
     default, families = parse_guide(guide_spec)
     pyro.clear_param_store()
+    if seed is not None:
+        pyro.set_rng_seed(seed)
     layers = [] if bayesian == "none" else bayesian.split(",") if bayesian else None
     model = Classifier(_models()[model_name](prior, layers), num_data=num_data)
     return model, NetworkGuide(model, default=default, families=families)
@@ -197,7 +211,7 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
     from .infer import fit
 
     out.mkdir(parents=True, exist_ok=True)
-    model, guide = _build(args.model, args.prior, args.bayesian, guide_spec, len(train_data[0]))
+    model, guide = _build(args.model, args.prior, args.bayesian, guide_spec, len(train_data[0]), args.seed)
     run_args = {k: getattr(args, k) for k in RUN_ARGS}
     (out / "args.json").write_text(json.dumps({**run_args, "guide": guide_spec}, indent=2))
     print(
@@ -213,8 +227,8 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
             f"[{m['seconds']:.0f} s]",
             flush=True,
         )
-        with open(out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(m) + "\n")
+        with open(out / "metrics.jsonl", "a") as f:  # wall-clock time stays out: same seed, same file
+            f.write(json.dumps({k: v for k, v in m.items() if k != "seconds"}) + "\n")
 
     history = fit(
         model,
@@ -236,6 +250,7 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
         eval_every=args.eval_every,
         eval_lrt=args.eval_lrt,
         seed=args.seed,
+        device=resolve_device(args.device),
         checkpoint=out / "checkpoint.pt",
         resume=args.resume,
         callbacks=[log],
@@ -271,7 +286,7 @@ def _load_run(args, run=None):
     if args.limit:
         test = (test[0][: args.limit], test[1][: args.limit])
     model, guide = _build(spec["model"], spec["prior"], spec["bayesian"], spec["guide"], len(x))
-    restore(model, guide, run / "checkpoint.pt", x)
+    restore(model, guide, run / "checkpoint.pt", example_x=x[:2])
     return run, model, guide, test
 
 
@@ -464,6 +479,9 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--limit", type=int, default=0, help="use only the first N train and test images (smoke runs)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=0)
+    t.add_argument(
+        "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="auto: cuda when available, else cpu"
+    )
     t.add_argument("--no-progress", action="store_true")
 
 

@@ -74,11 +74,13 @@ def rotate(v_norm: torch.Tensor, angle: torch.Tensor, phi: torch.Tensor | None =
     """
     _check_unit(v_norm)
     phi = random_tangent_direction(v_norm) if phi is None else phi
-    angle = torch.as_tensor(angle, dtype=v_norm.dtype)[..., None]
+    angle = torch.as_tensor(angle, dtype=v_norm.dtype, device=v_norm.device)[..., None]
     return angle.cos() * v_norm + angle.sin() * phi
 
 
-def sample_angle(shape, kind: str = "truncated-normal", scale: float = 0.1, symmetric: bool = True) -> torch.Tensor:
+def sample_angle(
+    shape, kind: str = "truncated-normal", scale: float = 0.1, symmetric: bool = True, like: torch.Tensor | None = None
+) -> torch.Tensor:
     r"""Rotation angles for :func:`rotate` (WN eq. 21).
 
     ``"truncated-normal"``: :math:`t\mathcal{N}_{[-\pi/2,\pi/2]}(0, \mathrm{scale}^2)`;
@@ -90,25 +92,27 @@ def sample_angle(shape, kind: str = "truncated-normal", scale: float = 0.1, symm
     if not scale > 0:
         raise ValueError(f"expected an angle scale > 0, got {scale}")
     shape = torch.Size(shape)
+    zero = torch.zeros(shape) if like is None else like.new_zeros(shape)
     if kind == "truncated-normal":
-        zero = torch.zeros(shape)
         angle = TruncatedNormal(zero, zero + scale, zero - HALF_PI, zero + HALF_PI).sample()
     else:
-        angle = math.pi * (torch.distributions.Beta(scale, scale).sample(shape) - 0.5)
+        conc = zero.new_full((), scale)
+        angle = math.pi * (torch.distributions.Beta(conc, conc).sample(shape) - 0.5)
     return angle if symmetric else angle.abs()
 
 
-def magnitude_noise(shape, kind: str = "normal", alpha: float = 0.1) -> torch.Tensor:
+def magnitude_noise(shape, kind: str = "normal", alpha: float = 0.1, like: torch.Tensor | None = None) -> torch.Tensor:
     r"""Multiplicative magnitude noise with mean 1 and variance α (WN eq. 24-25, §3.3):
-    ``"normal"`` :math:`\mathcal{N}(1, \alpha)` or ``"gamma"`` Γ(1/α, 1/α), which keeps the sign."""
+    ``"normal"`` :math:`\mathcal{N}(1, \alpha)` or ``"gamma"`` Γ(1/α, 1/α), which keeps the sign.
+    Drawn on the device and in the dtype of ``like`` (default: CPU, the default dtype)."""
     check_choice("magnitude noise", kind, ("normal", "gamma"))
     _check_alpha(alpha)
-    shape = torch.Size(shape)
+    ones = torch.ones(torch.Size(shape)) if like is None else like.new_ones(torch.Size(shape))
     if alpha == 0:
-        return torch.ones(shape)
+        return ones
     if kind == "normal":
-        return 1 + math.sqrt(alpha) * torch.randn(shape)
-    conc = torch.full(shape, 1 / alpha)
+        return ones + math.sqrt(alpha) * torch.randn_like(ones)
+    conc = ones / alpha
     return torch.distributions.Gamma(conc, conc).sample()
 
 
@@ -166,5 +170,5 @@ def direction_noise(v_norm: torch.Tensor, kind: str, scale: float) -> torch.Tens
         return projected_gaussian(v_norm, scale)
     if kind == "tangent":
         return tangent_projected_gaussian(v_norm, scale)
-    angle = sample_angle(v_norm.shape[:-1], "truncated-normal" if kind == "rotate-tn" else "beta", scale)
-    return rotate(v_norm, angle.to(v_norm.dtype))
+    angle = sample_angle(v_norm.shape[:-1], "truncated-normal" if kind == "rotate-tn" else "beta", scale, like=v_norm)
+    return rotate(v_norm, angle)

@@ -128,5 +128,5 @@ def test_compare_smoke_writes_report(tmp_path, capsys):
         assert (tmp_path / name).is_file(), name
     assert (tmp_path / "phase_transition_additive.png").is_file()
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["zero-mean-fc1"]["log_alpha"]["net.fc1.weight"] == float("inf")
+    assert report["zero-mean-fc1"]["log_alpha"]["net.fc1.weight"] == "inf"  # strict JSON: no Infinity token
     assert "net.conv1.weight" in report["zero-mean-fc1"]["mmd_bound"]

@@ -31,7 +31,7 @@ def prune_curve(
     scale = unwrap(guide.site(site)())[0].scale.detach()
     if thresholds is None:
         qs = torch.tensor([0.0, 0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99])
-        thresholds = torch.quantile(scale.flatten().double()[: 2**24], qs.double()).tolist()
+        thresholds = torch.quantile(scale.flatten().double()[: 2**24], qs.double().to(scale.device)).tolist()
     rows = []
     for t in thresholds:
         with prune(threshold=t, sites=[site]):

@@ -17,17 +17,16 @@ def weightnorm_posteriors(guide, layer: str) -> pd.DataFrame:
     q_g = guide.site(f"{layer}.g").base()
     q_e = guide.site(f"{layer}.angle").base()
     with torch.no_grad():
-        return pd.DataFrame(
-            {
-                "m": q_g.loc.numpy(),
-                "lambda": q_g.scale.numpy(),
-                "log_alpha": log_alpha_of(q_g.loc, q_g.scale).numpy(),
-                "kl_g": kl_log_uniform(log_alpha_of(q_g.loc, q_g.scale)).numpy(),
-                "mu": q_e.loc.numpy(),
-                "sigma": q_e.scale.numpy(),
-                "mean_angle": q_e.mean.numpy(),
-            }
-        )
+        columns = {
+            "m": q_g.loc,
+            "lambda": q_g.scale,
+            "log_alpha": log_alpha_of(q_g.loc, q_g.scale),
+            "kl_g": kl_log_uniform(log_alpha_of(q_g.loc, q_g.scale)),
+            "mu": q_e.loc,
+            "sigma": q_e.scale,
+            "mean_angle": q_e.mean,
+        }
+        return pd.DataFrame({k: v.cpu().numpy() for k, v in columns.items()})
 
 
 def structured_sparsity(guide, layers, log_alpha_threshold: float = 3.0) -> pd.DataFrame:

@@ -19,6 +19,7 @@ def make_prior(
     *,
     scale: torch.Tensor | float = 1.0,
     df: float = 1e-16,
+    like: torch.Tensor | None = None,
 ) -> TorchDistribution:
     r"""The prior called ``name`` over a weight tensor of ``shape`` (all dimensions as event).
 
@@ -26,16 +27,21 @@ def make_prior(
         ``df``), ``"ard"`` (VN eq. 11, ``scale`` is λ, usually a learned parameter) or
         ``"normal"`` (N(0, ``scale``²)).
     :param shape: shape of the weight tensor.
+    :param like: a tensor whose device and dtype the prior's tensors take (default: those of
+        ``scale`` if it is a tensor, else CPU and the default dtype).
     """
     shape = torch.Size(shape)
+    if like is None:
+        like = scale if torch.is_tensor(scale) else torch.zeros(())
     if name == "log-uniform":
         base = LogUniform(shape)
     elif name == "student-t":
-        base = StudentTPrior(df, shape)
+        base = StudentTPrior(df, shape, like=like)
     elif name == "ard":
-        base = ARD(torch.as_tensor(scale).expand(shape))
+        base = ARD(torch.as_tensor(scale, dtype=like.dtype, device=like.device).expand(shape))
     elif name == "normal":
-        base = Normal(torch.zeros(()).expand(shape), torch.as_tensor(scale, dtype=torch.float).expand(shape))
+        scale = torch.as_tensor(scale, dtype=like.dtype, device=like.device)
+        base = Normal(scale.new_zeros(()).expand(shape), scale.expand(shape))
     else:
         check_choice("prior", name, PRIORS)
     return base.to_event(len(shape))

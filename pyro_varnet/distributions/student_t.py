@@ -16,18 +16,24 @@ class StudentTPrior(StudentT):
 
     :param float df: degrees of freedom :math:`\nu > 0` (default ``1e-16``).
     :param torch.Size batch_shape: shape of the independent weights.
+    :param like: a tensor whose device and dtype the parameters take (default CPU, default dtype).
 
     **References**: VN eq. 9-10.
     """
 
     def __init__(
-        self, df: float = 1e-16, batch_shape: torch.Size | tuple = (), validate_args: bool | None = None
+        self,
+        df: float = 1e-16,
+        batch_shape: torch.Size | tuple = (),
+        validate_args: bool | None = None,
+        like: torch.Tensor | None = None,
     ) -> None:
         if not df > 0:
             raise ValueError(f"expected degrees of freedom df > 0, got {df}")
         shape = torch.Size(batch_shape)
-        df_t = torch.tensor(float(df)).expand(shape)
-        zero, one = torch.zeros(()).expand(shape), torch.ones(()).expand(shape)
+        like = torch.zeros(()) if like is None else like
+        df_t = like.new_full((), float(df)).expand(shape)
+        zero, one = like.new_zeros(()).expand(shape), like.new_ones(()).expand(shape)
         super().__init__(df_t, zero, one, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None) -> StudentTPrior:

@@ -1,53 +1,32 @@
-"""``fit``: SVI training with LRT, schedules, metrics, callbacks and exact checkpoint/resume."""
+"""``fit``: SVI training with LRT, schedules, metrics, callbacks and exact checkpoint/resume,
+assembled from the loss module, a ``torch.optim`` optimizer and the loop of :mod:`.loop`."""
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import functools
 import math
 import os
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pyro
 import torch
-from pyro.infer import SVI
-from pyro.optim.optim import normalize_param_name
-from tqdm.auto import tqdm
 
-from ..poutine import flipout, local_reparameterization, scale_latent
+from .._device import module_device
 from . import checkpoint as ckpt
+from .batches import as_tensors, check_inputs, gather, num_batches, tensor_loader
 from .elbo import DecomposedELBO
 from .history import History
-from .predict import BATCH_SIZE, MODES, accuracy, evaluating, nll, predict
+from .loop import Callback, Loop, Step, initialize
+from .predict import BATCH_SIZE, MODES, _likelihood, predict
 from .schedules import Schedule, hold_then_decay, kl_warmup, linear_decay
 
-Data = tuple[torch.Tensor, torch.Tensor]
-
-
-def _check_data(data, what: str) -> Data:
-    if isinstance(data, torch.utils.data.TensorDataset):
-        data = data.tensors
-    if not (isinstance(data, Sequence) and len(data) == 2 and all(torch.is_tensor(t) for t in data)):
-        raise TypeError(f"expected {what} as a tuple (x, y) of tensors or a TensorDataset, got {type(data).__name__}")
-    x, y = data
-    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise ValueError(f"{what}: x has {x.shape[0]} rows and y has {y.shape[0]}; expected the same, > 0")
-    return x, y
-
-
-def _check_batch(x: torch.Tensor, epoch: int, batch: int) -> None:
-    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
-    if bool(bad.any()):
-        rows = bad.nonzero().flatten()[:10].tolist()
-        raise ValueError(f"epoch {epoch}, batch {batch}: inputs contain NaN or inf (rows {rows} of the batch)")
+LR_SCHEDULES = ("linear", "hold-linear")
 
 
 def site_log_alpha(guide) -> dict[str, float]:
     """Mean finite log α of every guide site (+inf for zero-mean sites; sites whose log α is
-    undefined, all NaN, such as WeightNorm angles, are left out)."""
+    undefined, all NaN, such as WeightNorm angles and noise scales, are left out)."""
     out = {}
     for name, la in getattr(guide, "log_alpha", dict)().items():
         if torch.isnan(la).all():
@@ -58,15 +37,154 @@ def site_log_alpha(guide) -> dict[str, float]:
 
 
 def evaluate(
-    model, guide, data: Data, modes: Iterable[str], num_samples: int, batch_size: int, lrt: bool = False
+    model, guide, data, modes: Iterable[str], num_samples: int, batch_size: int = BATCH_SIZE, lrt: bool = False
 ) -> dict:
-    """Accuracy and NLL of ``data`` in each prediction mode (``lrt``: sample as :func:`predict` does with it)."""
-    x, y = data
+    """The metrics that suit the model's likelihood on ``data`` in each prediction mode,
+    ``{"<metric>_<mode>": value}``: accuracy, NLL, ECE and Brier score for classifiers; RMSE,
+    NLL and the coverage of central 50/90 % intervals for regressors. ``data`` is ``(x, y)`` or
+    an iterable of batches (gathered once); ``lrt``: sample as :func:`predict` does with it."""
+    x, y = gather(data, "evaluation data")
+    lik = _likelihood(model)
     out = {}
     for mode in modes:
-        lp = predict(model, guide, x, mode=mode, num_samples=num_samples, batch_size=batch_size, lrt=lrt)
-        out[f"acc_{mode}"], out[f"nll_{mode}"] = accuracy(lp, y), nll(lp, y)
+        prediction = predict(model, guide, x, mode=mode, num_samples=num_samples, batch_size=batch_size, lrt=lrt)
+        device = getattr(prediction, "loc", prediction).device
+        out.update({f"{k}_{mode}": v for k, v in lik.metrics(prediction, y.to(device)).items()})
     return out
+
+
+class Evaluate(Callback):
+    """Metrics of the test set (and of a training subset) every ``every`` epochs and at the last."""
+
+    adds_metrics = True
+
+    def __init__(self, test, train=None, modes=("mean", "sample", "ensemble"), num_samples=20, batch_size=BATCH_SIZE,
+                 lrt=False, every=1) -> None:  # fmt: skip
+        self.sets = [(name, d) for name, d in (("train", train), ("test", test)) if d is not None]
+        self.modes, self.num_samples, self.batch_size, self.lrt, self.every = modes, num_samples, batch_size, lrt, every
+
+    def on_epoch_end(self, loop, epoch, metrics) -> None:
+        if epoch % self.every and epoch != loop.epochs:
+            return
+        module = loop.step.loss_module
+        for name, data in self.sets:
+            res = evaluate(module.model, module.guide, data, self.modes, self.num_samples, self.batch_size, self.lrt)
+            metrics.update({f"{name}_{k}": v for k, v in res.items()})
+
+
+class SchedulerStep(Callback):
+    """Steps an epoch-wise scheduler at the end of each epoch (``ReduceLROnPlateau`` on the loss, -ELBO)."""
+
+    adds_metrics = True  # before the checkpoint, so that the saved state has stepped
+
+    def __init__(self, scheduler) -> None:
+        self.scheduler = scheduler
+
+    def on_epoch_end(self, loop, epoch, metrics) -> None:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(-metrics["elbo"])
+        else:
+            self.scheduler.step()
+
+
+class Checkpoint(Callback):
+    """Writes the whole training state atomically to ``path`` after every epoch."""
+
+    def __init__(self, path, generator: torch.Generator | None = None) -> None:
+        self.path, self.generator = Path(path), generator
+
+    def on_epoch_end(self, loop, epoch, metrics) -> None:
+        step, module = loop.step, loop.step.loss_module
+        state = {
+            "epoch": epoch,
+            **ckpt.module_state(module.model, module.guide),
+            "optimizer": step.optimizer.state_dict(),
+            "scheduler": getattr(getattr(step, "scheduler_state_target", step.scheduler), "state_dict", dict)(),
+            "history": loop.history.epochs,
+            "rng": ckpt.rng_state(self.generator),
+        }
+        ckpt.save_checkpoint(self.path, state)
+
+
+def param_groups(loss_module: torch.nn.Module, lr: float, lr_multipliers: Mapping[str, float] | None) -> list[dict]:
+    """Parameter groups of ``loss_module`` (an ``ELBOModule``): one per learning-rate multiplier,
+    each with ``lr`` = ``lr`` × multiplier and the multiplier as ``lr_mult``. A parameter's name
+    for the patterns is its Pyro name (``net.fc1.bias``, ``guide.sites.net__fc1__weight.theta``)."""
+    from ..state import _store_names
+
+    mult = _multiplier(lr_multipliers)
+    groups: dict[float, list] = {}
+    seen = set()
+    for module in (loss_module.model, loss_module.guide):
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for name, p in _store_names(module):
+            if id(p) not in seen:
+                seen.add(id(p))
+                groups.setdefault(mult(name), []).append(p)
+    return [{"params": ps, "lr": lr * m, "lr_mult": m} for m, ps in groups.items()]
+
+
+def _multiplier(lr_multipliers: Mapping[str, float] | None) -> Callable[[str], float]:
+    patterns = dict(lr_multipliers or {})
+    for pattern, factor in patterns.items():
+        if not (isinstance(factor, int | float) and factor > 0 and math.isfinite(factor)):
+            raise ValueError(f"expected a positive finite lr multiplier for {pattern!r}, got {factor!r}")
+
+    def mult(name: str) -> float:
+        return next((float(f) for pattern, f in patterns.items() if fnmatch.fnmatchcase(name, pattern)), 1.0)
+
+    return mult
+
+
+def _schedule(lr_schedule, epochs: int) -> Schedule | None:
+    if lr_schedule == "linear":
+        return linear_decay(epochs)
+    if lr_schedule == "hold-linear":
+        return hold_then_decay(epochs)
+    if isinstance(lr_schedule, str):
+        raise ValueError(f"expected lr_schedule 'linear', 'hold-linear', a function or None, got {lr_schedule!r}")
+    return lr_schedule
+
+
+def _check_args(epochs, batch_size, lr, eval_every, eval_modes, checkpoint, resume, scheduler_interval) -> None:
+    for mode in eval_modes:
+        if mode not in MODES:
+            raise ValueError(f"unknown evaluation mode {mode!r}; expected some of {MODES}")
+    if epochs < 1 or batch_size < 1 or lr <= 0 or eval_every < 1:
+        raise ValueError("expected epochs >= 1, batch_size >= 1, lr > 0 and eval_every >= 1")
+    if scheduler_interval not in ("epoch", "step"):
+        raise ValueError(f"expected scheduler_interval 'epoch' or 'step', got {scheduler_interval!r}")
+    if checkpoint is not None and Path(checkpoint).exists() and not resume:
+        raise FileExistsError(
+            f"checkpoint {checkpoint} exists; pass resume=True (varnet train --resume) "
+            "to continue that run, or remove it"
+        )
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs the checkpoint path")
+
+
+def _train_batches(train_data, batch_size, generator, device, lik):
+    """A loader of the training data; tensors are checked once and moved to ``device`` once."""
+    tensors = as_tensors(train_data, "train_data")
+    if tensors is None:
+        first = train_data[0] if isinstance(train_data, list | tuple) and train_data else None
+        if (
+            isinstance(train_data, str | bytes)
+            or not isinstance(train_data, Iterable)
+            or (first is not None and not (isinstance(first, list | tuple) and len(first) == 2))
+        ):
+            raise TypeError(
+                f"expected train_data as a tuple (x, y) of tensors, a TensorDataset or an iterable of (x, y) "
+                f"batches such as a DataLoader, got {type(train_data).__name__}"
+            )
+        return train_data
+    x, y = tensors
+    check_inputs(x, "train_data")
+    lik.check_targets(y)
+    if device is not None and x.device != device:
+        x, y = x.to(device), y.to(device)
+    return tensor_loader(x, y, batch_size, generator)
 
 
 def fit(
@@ -77,6 +195,9 @@ def fit(
     epochs: int = 1,
     batch_size: int = 200,
     lr: float = 1e-3,
+    optimizer=None,
+    scheduler=None,
+    scheduler_interval: str = "epoch",
     lr_schedule: str | Schedule | None = None,
     lr_multipliers: Mapping[str, float] | None = None,
     kl_weight: Schedule | None = None,
@@ -91,225 +212,228 @@ def fit(
     eval_train_size: int = 2000,
     eval_batch_size: int = BATCH_SIZE,
     eval_lrt: bool = False,
-    callbacks: Iterable[Callable[[int, dict], object]] = (),
+    callbacks: Iterable = (),
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     seed: int | None = None,
     progress: bool = True,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> History:
     r"""Train ``guide`` (and the model's deterministic parameters) by SVI on ``train_data``.
 
-    Maximises the mean-field ELBO (VN eq. 5) with Adam, one weight/noise sample per
-    object and step, under local reparameterization when the guide's families are all
-    Gaussian (``lrt=None``), as the papers do.
+    Maximises the mean-field ELBO (VN eq. 5) with a ``torch.optim`` optimizer (Adam by
+    default), one weight/noise sample per object and step, under local reparameterization
+    when the guide's families are all Gaussian (``lrt=None``), as the papers do. The pieces —
+    the loss module (:class:`DecomposedELBO` ``(model, guide)``), the optimizer and
+    :class:`~pyro_varnet.infer.loop.Loop` with its callbacks — can be used on their own.
 
-    :param train_data: ``(x, y)`` tensors (or a ``TensorDataset``); shuffled every epoch.
+    :param train_data: ``(x, y)`` tensors or a ``TensorDataset`` (moved to the device once,
+        shuffled every epoch as ``DataLoader(..., shuffle=True, generator)`` would with a
+        generator seeded by ``seed``), or any iterable of ``(x, y)`` batches — a
+        ``DataLoader`` with any sampler, batch size and workers (each batch is checked for
+        NaN/inf on the host and moved to the device).
     :param int epochs: total number of epochs of the run (also when resuming).
-    :param lr_schedule: ``"linear"`` (decay to 0 at ``epochs``; RECIPES), ``"hold-linear"``
-        (constant for the first half, then linear to 0: the thesis' schedule), a function of
-        the fractional epoch giving a multiplier of ``lr``, or ``None`` (constant).
-    :param lr_multipliers: ``{pattern: factor}``: parameters whose name matches the glob
+    :param optimizer: ``None`` (Adam with ``lr``), a ``torch.optim.Optimizer`` over the model's
+        and guide's parameters (call :func:`~pyro_varnet.infer.loop.initialize` first so
+        that the guide's parameters exist), or a factory ``groups -> Optimizer`` that receives
+        the parameter groups (with ``lr`` × multiplier each).
+    :param scheduler: a learning-rate scheduler, or a factory ``optimizer -> scheduler``; stepped
+        every epoch (``ReduceLROnPlateau``: on -ELBO) or, with ``scheduler_interval="step"``,
+        every step.
+    :param lr_schedule: ``"linear"`` (decay to 0 at ``epochs``, as the VN authors),
+        ``"hold-linear"`` (constant for the first half, then linear to 0: the thesis'
+        schedule), a function of the fractional epoch giving a multiplier of ``lr``, or
+        ``None`` (constant). A per-step ``LambdaLR``; not together with ``scheduler``.
+    :param lr_multipliers: ``{pattern: factor}``: parameters whose Pyro name matches the glob
         ``pattern`` (first match wins) learn at ``factor`` × the scheduled lr, e.g.
         ``{"*log_alpha*": 10}`` so that a scalar log α (which Adam moves by about lr per
-        step) can travel the ~10 units of a phase transition in a CPU budget.
+        step) can travel the ~10 units of a phase transition in a CPU budget. They become
+        the optimizer's parameter groups.
     :param lrt: ``True``: :func:`~pyro_varnet.poutine.local_reparameterization`; ``False``:
         one weight draw per mini-batch; ``"flipout"``: one draw decorrelated per object by
         :func:`~pyro_varnet.poutine.flipout` (families without an exact LRT: Bernoulli and
         uniform variance layers); ``None``: ``True`` when every family allows it exactly.
     :param lrt_options: keyword arguments of :func:`~pyro_varnet.poutine.local_reparameterization`
-        (e.g. ``{"decorrelate_directions": True}`` for weight-normalized layers), plus
-        ``lazy_weights`` (default ``True``): do not draw weights that only the LRT ops and an
-        analytic KL use.
+        (e.g. ``{"decorrelate_directions": True}``), plus ``lazy_weights`` (default ``True``):
+        the ELBO does not draw weights that only the LRT ops and an analytic KL use.
     :param kl_weight: KL weight β as a function of the fractional epoch; by default 1, or a
         linear warm-up from 0 to 1 over ``warmup_epochs`` when that is > 0.
-    :param test_data: ``(x, y)``; accuracies and NLL in ``eval_modes`` every ``eval_every``
-        epochs, also on the first ``eval_train_size`` training objects.
+    :param test_data: ``(x, y)`` or batches; the metrics of the likelihood in ``eval_modes`` every
+        ``eval_every`` epochs (and after the last), also on the first ``eval_train_size``
+        training objects (in the data set's order). Checked before training starts.
     :param bool eval_lrt: evaluate ``"sample"`` / ``"ensemble"`` by local reparameterization
         (independent noise per object and output position) instead of weight draws. For a
         zero-mean *convolution* trained under LRT this is the model that was trained: LRT
         makes every output position's noise independent, while one weight draw shares it
         across positions, so the two differ (VN Table 3 rows with a var conv2).
-    :param callbacks: each called as ``cb(epoch, metrics)`` after an epoch.
-    :param checkpoint: file written atomically after every epoch.
+    :param callbacks: :class:`~pyro_varnet.infer.loop.Callback` objects, or callables
+        ``cb(epoch, metrics)`` called after each epoch (after the checkpoint is written).
+    :param checkpoint: file written atomically after every epoch: model and guide state dicts,
+        optimizer and scheduler states, every RNG state, the history.
     :param bool resume: continue from ``checkpoint``; the result equals an uninterrupted run.
-    :returns: the :class:`History` of per-epoch metrics.
+    :param int seed: seeds Pyro/torch/NumPy/Python before anything random (the guide's
+        initial values, the data order) is drawn: the same seed gives the same run.
+    :param device: move model and guide there (default: where the model's parameters are);
+        batches follow. :param dtype: convert model and guide to this floating dtype;
+        floating inputs follow the model's dtype.
+    :returns: the :class:`History` of per-epoch metrics (``seconds`` is wall-clock time).
     """
-    x, y = _check_data(train_data, "train_data")
-    test = None if test_data is None else _check_data(test_data, "test_data")
     eval_modes = tuple(eval_modes)
-    for mode in eval_modes:
-        if mode not in MODES:
-            raise ValueError(f"unknown evaluation mode {mode!r}; expected some of {MODES}")
-    if epochs < 1 or batch_size < 1 or lr <= 0 or eval_every < 1:
-        raise ValueError("expected epochs >= 1, batch_size >= 1, lr > 0 and eval_every >= 1")
-    if lr_schedule == "linear":
-        lr_schedule = linear_decay(epochs)
-    elif lr_schedule == "hold-linear":
-        lr_schedule = hold_then_decay(epochs)
-    elif isinstance(lr_schedule, str):
-        raise ValueError(f"expected lr_schedule 'linear', 'hold-linear', a function or None, got {lr_schedule!r}")
+    _check_args(epochs, batch_size, lr, eval_every, eval_modes, checkpoint, resume, scheduler_interval)
+    lr_schedule = _schedule(lr_schedule, epochs)
+    if lr_schedule is not None and scheduler is not None:
+        raise ValueError("pass either lr_schedule or scheduler, not both")
     if kl_weight is None:
         kl_weight = kl_warmup(0.0, warmup_epochs) if warmup_epochs > 0 else (lambda t: 1.0)
-    if checkpoint is not None and Path(checkpoint).exists() and not resume:
-        raise FileExistsError(
-            f"checkpoint {checkpoint} exists; pass resume=True (varnet train --resume) "
-            "to continue that run, or remove it"
-        )
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs the checkpoint path")
+    lrt_opts = dict(lrt_options or {})
+    lazy_weights = lrt_opts.pop("lazy_weights", True)
 
     if seed is not None:
         pyro.set_rng_seed(seed)
-    shuffle = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) if seed is None else seed)
-    modules = _create_params(model, guide, x)
-    for m in modules:
-        m.train()
-    if lrt is None:
-        lrt = bool(getattr(guide, "exact_lrt", False))
-    if lrt not in (True, False, "flipout"):
-        raise ValueError(f"expected lrt True, False, None or 'flipout', got {lrt!r}")
-    lrt_opts = dict(lrt_options or {})
-    lazy_weights = lrt_opts.pop("lazy_weights", True) and lrt is True
+    for m in (model, guide):
+        if isinstance(m, torch.nn.Module) and (device is not None or dtype is not None):
+            m.to(device=device, dtype=dtype)
+    device = module_device(model, guide) if device is None else torch.device(device)
+    lik = _likelihood(model)
+    seed_for_order = int(torch.randint(0, 2**62, (1,))) if seed is None else seed
+    generator = torch.Generator().manual_seed(seed_for_order)
+    loader = _train_batches(train_data, batch_size, generator, device, lik)
+    test = train_subset = None
+    if test_data is not None:
+        test = gather(test_data, "test_data")
+        check_inputs(test[0], "test_data")
+        lik.check_targets(test[1])
+        if eval_train_size > 0:
+            train_subset = gather(train_data, "train_data", limit=eval_train_size)
 
-    elbo = DecomposedELBO(num_particles=num_particles)
-    mult = _multiplier(lr_multipliers)
-    base_lr = {"lr": lr}  # the scheduled lr; optimisers of parameters created later start there too
-    optim = pyro.optim.Adam(lambda name: {"lr": base_lr["lr"] * mult(name)})
-    svi = SVI(model, guide, optim, elbo)
+    loss_module = DecomposedELBO(num_particles=num_particles, lrt=lrt, lrt_options=lrt_opts, lazy_weights=lazy_weights)(
+        model, guide
+    )
+    step = _LazyStep(loss_module, lr, lr_multipliers, optimizer, scheduler, scheduler_interval, lr_schedule, kl_weight)
+    step.steps_per_epoch = num_batches(loader)
+    if lr_schedule is not None and not step.steps_per_epoch:
+        raise ValueError("lr_schedule needs training data with a length (len(train_data))")
     history, start_epoch = History(), 0
     if resume and Path(checkpoint).exists():
         state = ckpt.load_checkpoint(checkpoint)
-        ckpt.check_compatible(state, checkpoint)
-        ckpt.restore_params(state)
-        ckpt.restore_buffers(state, *modules)
-        history = History(list(state["history"]))
-        start_epoch = int(state["epoch"])
-        # the saved Adam states carry the last step's lr; the first resumed step has its own
-        next_lr = lr * (lr_schedule(start_epoch) if lr_schedule else 1.0)
-        for name, opt_state in state["optim"].items():
-            for group in opt_state["param_groups"]:
-                group["lr"] = next_lr * mult(name)
-        optim.set_state(state["optim"])
-        ckpt.set_rng_state(state["rng"], shuffle)
-
-    if lrt == "flipout":
-        weight_noise = flipout
-    elif lrt:
-        lazy = {"lazy_sites": _analytic_sites(model, guide, elbo, x, y)} if lazy_weights else {}
-        weight_noise = functools.partial(local_reparameterization, **lrt_opts, **lazy)
-    else:
-        weight_noise = contextlib.nullcontext
-    n, steps_per_epoch = x.shape[0], math.ceil(x.shape[0] / batch_size)
-    bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, disable=not progress, unit="step")
-    for epoch in range(start_epoch + 1, epochs + 1):
-        t0, sums = time.perf_counter(), {"elbo": 0.0, "data": 0.0, "kl": 0.0}
-        order = torch.randperm(n, generator=shuffle)
-        for b in range(steps_per_epoch):
-            t = epoch - 1 + b / steps_per_epoch
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            xb, yb = x[idx], y[idx]
-            _check_batch(xb, epoch, b)
-            if lr_schedule is not None:
-                _set_lr(optim, lr * lr_schedule(t), base_lr, mult)
-            with scale_latent(scale=kl_weight(t)), weight_noise():
-                loss = svi.step(xb, yb)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch}, batch {b}: the loss is {loss}; parameters were not saved")
-            for k in sums:
-                sums[k] += elbo.last[k]
-            bar.update()
-            if progress and b % 10 == 0:
-                bar.set_postfix(epoch=f"{epoch}/{epochs}", elbo=f"{elbo.last['elbo']:.5g}", refresh=False)
-        metrics = {"epoch": epoch, **{k: v / steps_per_epoch for k, v in sums.items()}}
-        metrics.update(lr=lr * (lr_schedule(epoch) if lr_schedule else 1.0), kl_weight=kl_weight(epoch))
-        metrics.update({f"log_alpha/{k}": v for k, v in site_log_alpha(guide).items()})
-        if test is not None and (epoch % eval_every == 0 or epoch == epochs):
-            sub = (x[:eval_train_size], y[:eval_train_size])
-            metrics.update(
-                {
-                    f"train_{k}": v
-                    for k, v in evaluate(model, guide, sub, eval_modes, eval_samples, eval_batch_size, eval_lrt).items()
-                }
+        if state["version"] < 2:
+            raise ckpt.CheckpointError(
+                f"checkpoint {checkpoint} has version {state['version']}: it can be restored for analysis "
+                "(pyro_varnet.infer.restore) but not resumed by this version"
             )
-            metrics.update(
-                {
-                    f"test_{k}": v
-                    for k, v in evaluate(
-                        model, guide, test, eval_modes, eval_samples, eval_batch_size, eval_lrt
-                    ).items()
-                }
-            )
-        metrics["seconds"] = time.perf_counter() - t0
-        history.append(metrics)
-        if checkpoint is not None:
-            ckpt.save_checkpoint(
-                checkpoint,
-                {
-                    "epoch": epoch,
-                    "params": ckpt.unconstrained_params(),
-                    "optim": optim.get_state(),
-                    "buffers": ckpt.module_buffers(*modules),
-                    "history": history.epochs,
-                    "rng": ckpt.rng_state(shuffle),
-                },
-            )
-        for cb in callbacks:
-            cb(epoch, metrics)
-    bar.close()
-    return history
+        ckpt.load_modules(state, checkpoint, model, guide)
+        step.build()
+        try:
+            step.optimizer.load_state_dict(state["optimizer"])
+            if step.scheduler_state_target is not None and state.get("scheduler"):
+                step.scheduler_state_target.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise ckpt.CheckpointError(f"checkpoint {checkpoint}: its optimizer state does not fit ({e})") from e
+        history, start_epoch = History(list(state["history"])), int(state["epoch"])
+        ckpt.set_rng_state(state["rng"], generator)
+    for m in (model, guide):
+        if isinstance(m, torch.nn.Module):
+            m.train()
+
+    cbs: list = []
+    if test is not None:
+        cbs.append(Evaluate(test, train_subset, eval_modes, eval_samples, eval_batch_size, eval_lrt, eval_every))
+    cbs.append(_EpochScheduler(step))
+    if checkpoint is not None:
+        cbs.append(Checkpoint(checkpoint, generator))
+    cbs.extend(callbacks)
+
+    def epoch_metrics() -> dict:
+        group = step.optimizer.param_groups[0]
+        return {
+            "lr": group["lr"] / group.get("lr_mult", 1.0),
+            "kl_weight": kl_weight(loop.epoch),
+            **{f"log_alpha/{k}": v for k, v in site_log_alpha(guide).items()},
+        }
+
+    loop = Loop(step, loader, epochs, cbs, start_epoch, history, device, progress, epoch_metrics)
+    return loop.run()
 
 
-def _analytic_sites(model, guide, elbo: DecomposedELBO, x, y) -> frozenset[str]:
-    """Sites whose KL is analytic: only their KL and the LRT ops use them, so under LRT their
-    weights need not be drawn. Found by one probe pass that leaves RNG and BatchNorm as they were."""
-    with torch.random.fork_rng(), evaluating(model, guide), torch.no_grad():
-        elbo.loss(model, guide, x[:2], y[:2])
-    return frozenset(elbo.analytic_sites)
+class _LazyStep(Step):
+    """A :class:`Step` that creates the guide's parameters from its first batch and only then
+    the optimizer and scheduler (so that they see every parameter)."""
+
+    def __init__(self, loss_module, lr, lr_multipliers, optimizer, scheduler, interval, lr_schedule, kl_weight):
+        super().__init__(loss_module, None, None, kl_weight)
+        self.lr, self.lr_multipliers, self.interval = lr, lr_multipliers, interval
+        self.make_optimizer, self.make_scheduler, self.lr_schedule = optimizer, scheduler, lr_schedule
+        self.epoch_scheduler, self.steps_per_epoch = None, None
+        _multiplier(lr_multipliers)  # checks the factors now
+
+    @property
+    def scheduler_state_target(self):
+        return self.scheduler or self.epoch_scheduler
+
+    def build(self) -> None:
+        """The optimizer and scheduler over the (now existing) parameters."""
+        groups = param_groups(self.loss_module, self.lr, self.lr_multipliers)
+        if self.make_optimizer is None:
+            opt = torch.optim.Adam(groups, lr=self.lr)
+        elif isinstance(self.make_optimizer, torch.optim.Optimizer):
+            opt = self.make_optimizer
+            known = {id(p) for g in opt.param_groups for p in g["params"]}
+            missing = [p for g in groups for p in g["params"] if id(p) not in known]
+            if missing:
+                raise ValueError(
+                    f"the optimizer given to fit misses {len(missing)} of the model's and guide's parameters; "
+                    "call pyro_varnet.infer.initialize(model, guide, x[:2]) before building it, or pass a factory "
+                    "(e.g. optimizer=lambda groups: torch.optim.SGD(groups, lr=0.1))"
+                )
+        else:
+            opt = self.make_optimizer(groups)
+        self.optimizer = opt
+        sched = self.make_scheduler
+        if sched is not None and not hasattr(sched, "step"):
+            sched = sched(opt)
+        if self.lr_schedule is not None:
+            spe, schedule = self.steps_per_epoch, self.lr_schedule
+            sched, self.interval = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: schedule(k / spe)), "step"
+        if self.interval == "step":
+            self.scheduler = sched
+        else:
+            self.epoch_scheduler = sched
+
+    def __call__(self, x, y, t=0.0):
+        if self.optimizer is None:
+            initialize(self.loss_module.model, self.loss_module.guide, torch.zeros_like(x[:2]), y[:2])
+            self.build()
+        return super().__call__(x, y, t)
 
 
-def _create_params(model, guide, x: torch.Tensor) -> list[torch.nn.Module]:
-    """Create the guide's (and model's) parameters; returns the modules among the two.
+class _EpochScheduler(Callback):
+    adds_metrics = True
 
-    Eval mode, so that BatchNorm statistics are untouched; zeros, so that bad data is
-    reported later by batch rather than here.
-    """
-    with evaluating(model, guide), torch.no_grad():
-        guide(torch.zeros_like(x[:2]))
-    return [m for m in (model, guide) if isinstance(m, torch.nn.Module)]
+    def __init__(self, step: _LazyStep) -> None:
+        self.step = step
+
+    def on_epoch_end(self, loop, epoch, metrics) -> None:
+        if self.step.epoch_scheduler is not None:
+            SchedulerStep(self.step.epoch_scheduler).on_epoch_end(loop, epoch, metrics)
 
 
-def restore(model: Callable, guide: Callable, checkpoint: str | os.PathLike, example_x: torch.Tensor) -> History:
+def restore(
+    model: Callable, guide: Callable, checkpoint: str | os.PathLike, example_x: torch.Tensor | None = None
+) -> History:
     """Load a trained ``(model, guide)`` from a :func:`fit` checkpoint, for analysis.
 
     The modules must be built as they were for training (same architecture, guide families
-    and prior); ``example_x`` (a batch of inputs) creates the guide's parameters first. The
-    param store must not hold other parameters. Returns the run's :class:`History`.
+    and prior). A version-2 checkpoint rebuilds the guide's sites itself; a version-1
+    checkpoint (earlier releases) needs ``example_x`` (a batch of inputs) to create them.
+    Returns the run's :class:`History`.
     """
-    modules = _create_params(model, guide, example_x)
     state = ckpt.load_checkpoint(checkpoint)
-    ckpt.check_compatible(state, checkpoint)
-    ckpt.restore_params(state)
-    ckpt.restore_buffers(state, *modules)
+    if state["version"] >= 2:
+        ckpt.load_modules(state, checkpoint, model, guide)
+    else:
+        if example_x is None:
+            raise ckpt.CheckpointError(f"checkpoint {checkpoint} has version 1: pass example_x to restore it")
+        initialize(model, guide, torch.zeros_like(example_x[:2]))
+        ckpt.load_v1(state, checkpoint, model, guide)
     return History(list(state["history"]))
-
-
-def _multiplier(lr_multipliers: Mapping[str, float] | None) -> Callable[[str], float]:
-    patterns = dict(lr_multipliers or {})
-    for pattern, factor in patterns.items():
-        if not (isinstance(factor, int | float) and factor > 0 and math.isfinite(factor)):
-            raise ValueError(f"expected a positive finite lr multiplier for {pattern!r}, got {factor!r}")
-
-    def mult(name: str) -> float:
-        name = normalize_param_name(name)  # "a$$$b" -> "a.b", as nn.Module.named_parameters()
-        return next((float(f) for pattern, f in patterns.items() if fnmatch.fnmatchcase(name, pattern)), 1.0)
-
-    return mult
-
-
-def _set_lr(optim, value: float, base_lr: dict, mult: Callable[[str], float]) -> None:
-    store = pyro.get_param_store()
-    for param, opt in optim.optim_objs.items():
-        factor = mult(store.param_name(param))
-        for group in opt.param_groups:
-            group["lr"] = value * factor
-    base_lr["lr"] = value

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 
 import torch
 from pyro import poutine
 
+from .. import metrics as M
 from .._checks import check_choice
+from .._device import module_device, module_dtype
 from ..poutine import local_reparameterization, mean_propagation, stacked_weights, zero_mean_approximation
+from ..state import sync_from_param_store
 
 MODES = ("mean", "sample", "ensemble", "zero_mean")
 
@@ -46,15 +48,25 @@ def run_once(model: Callable, guide: Callable, x: torch.Tensor) -> torch.Tensor:
 
 
 def _replayed(model, guide_trace, x, batch_size) -> torch.Tensor:
+    """The model's raw outputs on ``x`` under the weights of ``guide_trace``, batch by batch."""
     replayed = poutine.replay(model, guide_trace)
-    return torch.cat([torch.log_softmax(replayed(xb), -1) for xb in torch.split(x, batch_size)])
+    return torch.cat([replayed(xb) for xb in torch.split(x, batch_size)])
+
+
+def _likelihood(model):
+    from ..models.likelihoods import likelihood_of  # models build on infer's metrics
+
+    return likelihood_of(model)
 
 
 def one_sample(model: Callable, guide: Callable, x: torch.Tensor, batch_size: int = BATCH_SIZE):
-    """Log-probabilities of ``x`` under ONE weight draw shared by every batch, and that draw's
+    """The prediction of ``x`` under ONE weight draw shared by every batch, and that draw's
     guide trace (VN Fig. 4: the accuracy of individual weight samples)."""
+    lik = _likelihood(model)
     guide_trace = poutine.trace(guide).get_trace(x[:1])
-    return _replayed(model, guide_trace, x, batch_size), guide_trace
+    reducer = lik.reducer()
+    reducer.add(lik.predictive_parts(_replayed(model, guide_trace, x, batch_size).unsqueeze(1)))
+    return reducer.result(), guide_trace
 
 
 def _stack(traces) -> poutine.Trace:
@@ -69,15 +81,15 @@ def _stack(traces) -> poutine.Trace:
 
 
 def _run_stacked(model, stacked_trace, x, k, shared=True):
-    """Log-probabilities, shape (N, K, classes), of ``x`` under the K stacked weight samples.
+    """Raw outputs, shape (N, K, ...), of ``x`` under the K stacked weight samples.
     ``shared``: each object enters once and the layers before the first sampled one run once
-    (needs a model whose plates follow its logits' rows); else the objects are repeated K times."""
+    (needs a model whose plates follow its outputs' rows); else the objects are repeated K times."""
     rows = x if shared else x.repeat_interleave(k, 0)
     with stacked_weights(num_samples=k, num_objects=x.shape[0] if shared else None):
-        logits = poutine.replay(model, stacked_trace)(rows)
-    if logits.shape[0] == x.shape[0] and k > 1:  # no sampled layer was reached
-        logits = logits.repeat_interleave(k, 0)
-    return torch.log_softmax(logits, -1).reshape(x.shape[0], k, -1)
+        out = poutine.replay(model, stacked_trace)(rows)
+    if out.shape[0] == x.shape[0] and k > 1:  # no sampled layer was reached
+        out = out.repeat_interleave(k, 0)
+    return out.reshape(x.shape[0], k, *out.shape[1:])
 
 
 #: errors a model that cannot take stacked weights may raise (``vectorize="auto"`` falls back)
@@ -86,7 +98,7 @@ _STACK_ERRORS = (RuntimeError, ValueError, IndexError, TypeError)
 
 def stacking_mode(model: Callable, guide: Callable, x: torch.Tensor, rtol: float = 1e-4) -> str | None:
     """How ``model`` can run stacked weight samples in one pass (see
-    :class:`~pyro_varnet.poutine.StackedWeightsMessenger`) and give the same predictions as
+    :class:`~pyro_varnet.poutine.StackedWeightsMessenger`) and give the same outputs as
     sample by sample, checked on two objects and two weight draws: ``"shared"`` (each object
     enters once), ``"repeated"`` (objects repeated K times: models whose plates are sized by
     their input) or ``None`` (networks that transform their sampled tensors before the layer
@@ -111,44 +123,91 @@ def stacking_works(model: Callable, guide: Callable, x: torch.Tensor, rtol: floa
     return stacking_mode(model, guide, x, rtol) is not None
 
 
-def _ensemble(model, guide, x, num_samples, lrt, max_objects, batch_size, vectorize) -> torch.Tensor:
-    """log (1/K) Σ_k softmax(f(x, W_k)) — VN eq. 2 — as log-probabilities.
+def _ensemble_lrt(model, guide, x, num_samples, max_rows, lik) -> torch.Tensor:
+    """Every object-copy gets its own noise under LRT: K copies of the batch are K samples.
+    At most ``max_rows`` rows (objects × samples) per pass (when ``x`` has no more rows).
+    Returns the per-sample predictive parts, shape (N, K, ...)."""
+    chunk = max(1, min(num_samples, max_rows // max(1, x.shape[0])))
+    parts, done = [], 0
+    while done < num_samples:
+        k = min(chunk, num_samples - done)
+        with local_reparameterization():
+            out = run_once(model, guide, x.repeat(k, *([1] * (x.dim() - 1))))
+        parts.append(lik.predictive_parts(out.reshape(k, x.shape[0], *out.shape[1:]).movedim(0, 1)))
+        done += k
+    return torch.cat(parts, 1)
 
-    By direct sampling each of the K weight draws is made once and applied to every batch
-    of ``x`` (K networks), so the guide is sampled K times, not K × batches; with
-    ``vectorize`` the K networks run together, ``batch_size // K`` objects per pass."""
-    total = None
-    if lrt:
-        # every object-copy gets its own noise under LRT: K copies of the batch are K samples
-        chunk = max(1, min(num_samples, max_objects // max(1, x.shape[0])))
-        done = 0
-        while done < num_samples:
-            k = min(chunk, num_samples - done)
-            with local_reparameterization():
-                logits = run_once(model, guide, x.repeat(k, *([1] * (x.dim() - 1))))
-            lp = torch.log_softmax(logits, -1).reshape(k, x.shape[0], -1)
-            part = torch.logsumexp(lp, 0)
-            total = part if total is None else torch.logaddexp(total, part)
-            done += k
-    else:
-        how = stacking_mode(model, guide, x) if vectorize == "auto" else ("shared" if vectorize else None)
-        done = 0
-        while done < num_samples:  # at most MAX_STACK weight samples in memory at once
-            k = min(MAX_STACK, num_samples - done)
-            traces = [poutine.trace(guide).get_trace(x[:1]) for _ in range(k)]
-            if how is not None:
-                stacked, per_pass, shared = _stack(traces), max(1, batch_size // k), how == "shared"
-                parts = [_run_stacked(model, stacked, xb, k, shared).logsumexp(1) for xb in torch.split(x, per_pass)]
-                part = torch.cat(parts)
-            else:
-                part = torch.logsumexp(torch.stack([_replayed(model, t, x, batch_size) for t in traces]), 0)
-            total = part if total is None else torch.logaddexp(total, part)
-            done += k
-    return total - math.log(num_samples)
+
+def _ensemble(model, guide, x, num_samples, batch_size, vectorize, reducer, lik) -> None:
+    """Test-time averaging over ``num_samples`` direct weight draws (VN eq. 2).
+
+    Each of the K weight draws is made once and applied to every batch of ``x`` (K networks),
+    so the guide is sampled K times, not K × batches; with ``vectorize`` the K networks run
+    together, ``batch_size // K`` objects per pass."""
+    how = stacking_mode(model, guide, x) if vectorize == "auto" else ("shared" if vectorize else None)
+    done = 0
+    while done < num_samples:  # at most MAX_STACK weight samples in memory at once
+        k = min(MAX_STACK, num_samples - done)
+        traces = [poutine.trace(guide).get_trace(x[:1]) for _ in range(k)]
+        if how is not None:
+            stacked, per_pass, shared = _stack(traces), max(1, batch_size // k), how == "shared"
+            out = torch.cat([_run_stacked(model, stacked, xb, k, shared) for xb in torch.split(x, per_pass)])
+        else:
+            out = torch.stack([_replayed(model, t, x, batch_size) for t in traces], 1)
+        reducer.add(lik.predictive_parts(out))
+        done += k
 
 
 #: most weight samples stacked into one pass by ``predict(vectorize=...)``
 MAX_STACK = 32
+
+
+def prepare_inputs(model: Callable, guide: Callable, x: torch.Tensor, device=None) -> torch.Tensor:
+    """Move ``model`` and ``guide`` to ``device`` (if given) and ``x`` to the device and floating
+    dtype of the model's parameters; check ``x`` for NaN/inf (one host sync); take values that
+    ``pyro.get_param_store().load(...)`` put in Pyro's parameter store."""
+    if not torch.is_tensor(x):
+        raise TypeError(f"expected the inputs as a tensor, got {type(x).__name__}")
+    if device is not None:
+        for m in (model, guide):
+            if isinstance(m, torch.nn.Module):
+                m.to(device)
+    device = module_device(model, guide) if device is None else torch.device(device)
+    dtype = module_dtype(model, guide)
+    x = x.to(device=device or x.device, dtype=dtype if dtype is not None and x.is_floating_point() else None)
+    if x.device.type != "meta":
+        M.check_finite(x, "inputs")
+    sync_from_param_store(model, guide)
+    return x
+
+
+def _predict(model, guide, x, mode, num_samples, batch_size, lrt, max_objects, vectorize) -> M.Reducer:
+    """The reducer holding the per-sample predictions of ``x`` in ``mode``."""
+    lik = _likelihood(model)
+    reducer = lik.reducer()
+    with evaluating(model, guide):
+        if mode == "sample" and not lrt:  # one weight draw for the whole set
+            draw = poutine.trace(guide).get_trace(x[:1])
+            reducer.add(lik.predictive_parts(_replayed(model, draw, x, batch_size)[:, None]))
+        elif mode in ("sample", "mean"):  # batch by batch: every object's own noise, or none
+            handler = local_reparameterization if mode == "sample" else mean_propagation
+            outs = []
+            for xb in torch.split(x, batch_size):
+                with handler():
+                    outs.append(run_once(model, guide, xb))
+            reducer.add(lik.predictive_parts(torch.cat(outs)[:, None]))
+        else:
+            with zero_mean_approximation() if mode == "zero_mean" else contextlib.nullcontext():
+                if lrt:  # objects × samples per pass bounded by batch_size and max_objects
+                    rows = min(batch_size, max_objects)
+                    parts = [
+                        _ensemble_lrt(model, guide, xb, num_samples, rows, lik)
+                        for xb in torch.split(x, max(1, rows // num_samples))
+                    ]
+                    reducer.add(torch.cat(parts))
+                else:  # the K weight draws are shared by all batches
+                    _ensemble(model, guide, x, num_samples, batch_size, vectorize, reducer, lik)
+    return reducer
 
 
 @torch.no_grad()
@@ -162,22 +221,30 @@ def predict(
     lrt: bool = False,
     max_objects: int = 20000,
     vectorize: bool | str = "auto",
-) -> torch.Tensor:
-    r"""Predictive log-probabilities, shape (N, classes), of a model that returns logits.
+    device: torch.device | str | None = None,
+):
+    r"""Predictions of ``x`` in one of the paper's modes, as the model's likelihood defines them.
+
+    For a :class:`~pyro_varnet.models.Classifier` / ``BinaryClassifier`` (or a model that
+    returns logits): predictive log-probabilities, shape (N, classes). For a
+    :class:`~pyro_varnet.models.Regressor`: a
+    :class:`~pyro_varnet.metrics.RegressionPrediction` — the mixture over weight samples of
+    Gaussians with the model's noise, with ``.mean``, ``.stddev``, ``.log_prob(y)`` and
+    ``.interval(level)``. Results stay on the model's device.
 
     :param str mode: ``"mean"`` — mean propagation, the weight scaling rule (VN eq. 3);
         ``"sample"`` — one weight sample for the whole set (with ``lrt``: one noise draw per
         object); ``"ensemble"`` — test-time
-        averaging of the softmax over ``num_samples`` weight samples (VN eq. 2);
+        averaging over ``num_samples`` weight samples (VN eq. 2);
         ``"zero_mean"`` — the ensemble with every Gaussian site replaced by its zero-mean
         approximation (VN §4.3).
     :param int batch_size: rows per forward pass: objects, or objects × K when the ensemble
-        stacks its K samples (default :data:`BATCH_SIZE`: small enough that
-        the allocator reuses the activations' memory from pass to pass).
+        stacks its K samples or runs them under LRT (default :data:`BATCH_SIZE`: small enough
+        that the allocator reuses the activations' memory from pass to pass).
     :param bool lrt: sample the ensemble by local reparameterization (each copy of an
-        object gets independent noise, all K samples in one pass). Off by default: K direct
-        weight samples cost K plain forward passes, while LRT runs a mean and a variance op
-        per layer; both give the same Monte Carlo estimate of the predictive per object.
+        object gets independent noise). Off by default: K direct weight samples cost K plain
+        forward passes, while LRT runs a mean and a variance op per layer; both give the same
+        Monte Carlo estimate of the predictive per object.
     :param int max_objects: upper bound on objects × samples in one pass under LRT.
     :param vectorize: by direct sampling, run up to :data:`MAX_STACK` weight samples in one
         pass (batched matmuls, grouped convolutions; ``batch_size // K`` objects per pass, so
@@ -188,45 +255,42 @@ def predict(
         models whose plates are sized by their input and running sample by sample for those
         that cannot stack at all; ``True`` skips the check (shared objects), ``False`` never
         stacks.
+    :param device: move ``model`` and ``guide`` there first; by default ``x`` goes to the
+        device (and floating dtype) of the model's parameters.
     """
     check_choice("prediction mode", mode, MODES)
     if vectorize not in (True, False, "auto"):
         raise ValueError(f"expected vectorize to be True, False or 'auto', got {vectorize!r}")
     if mode in ("ensemble", "zero_mean") and num_samples < 1:
         raise ValueError(f"expected num_samples >= 1, got {num_samples}")
-    with evaluating(model, guide):
-        if mode == "sample" and not lrt:
-            return one_sample(model, guide, x, batch_size)[0]
-        if mode == "sample":  # independent noise per object (and output position)
-
-            def one(xb):
-                with local_reparameterization():
-                    return torch.log_softmax(run_once(model, guide, xb), -1)
-        elif mode == "mean":
-
-            def one(xb):
-                with mean_propagation():
-                    return torch.log_softmax(run_once(model, guide, xb), -1)
-
-        else:
-            handler = zero_mean_approximation() if mode == "zero_mean" else contextlib.nullcontext()
-            if not lrt:  # the K weight draws are shared by all batches
-                with handler:
-                    return _ensemble(model, guide, x, num_samples, lrt, max_objects, batch_size, vectorize)
-
-            def one(xb):
-                with handler:
-                    return _ensemble(model, guide, xb, num_samples, lrt, max_objects, batch_size, vectorize)
-
-        outs = [one(xb) for xb in torch.split(x, batch_size)]
-    return torch.cat(outs)
+    if batch_size < 1 or max_objects < 1:
+        raise ValueError(f"expected batch_size >= 1 and max_objects >= 1, got {batch_size}, {max_objects}")
+    x = prepare_inputs(model, guide, x, device)
+    return _predict(model, guide, x, mode, num_samples, batch_size, lrt, max_objects, vectorize).result()
 
 
-def accuracy(log_probs: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of argmax predictions equal to ``y``."""
-    return float((log_probs.argmax(-1) == y).float().mean())
+@torch.no_grad()
+def predictive_uncertainty(
+    model: Callable,
+    guide: Callable,
+    x: torch.Tensor,
+    num_samples: int = 20,
+    batch_size: int = BATCH_SIZE,
+    lrt: bool = False,
+    device: torch.device | str | None = None,
+) -> dict[str, torch.Tensor]:
+    r"""Per object of ``x``, for a classifier's ``num_samples``-sample ensemble:
+    ``entropy`` :math:`\mathcal{H}[\bar p]` (total), ``expected_entropy``
+    :math:`\mathbb{E}_k\mathcal{H}[p_k]` (aleatoric) and ``mutual_information`` — their
+    difference, the information the label carries about the weights (epistemic; Depeweg
+    et al. 2018) — and the ensemble's ``log_probs``."""
+    x = prepare_inputs(model, guide, x, device)
+    reducer = _predict(model, guide, x, "ensemble", num_samples, batch_size, lrt, 20000, "auto")
+    if not isinstance(reducer, M.LogMeanExp):
+        raise TypeError(
+            "predictive_uncertainty is defined for classifiers; a Regressor's prediction has epistemic_variance"
+        )
+    return {**reducer.uncertainty(), "log_probs": reducer.result()}
 
 
-def nll(log_probs: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean negative log-likelihood of ``y`` under the predictive distribution."""
-    return float(-log_probs.gather(-1, y[:, None]).mean())
+accuracy, nll = M.accuracy, M.nll

@@ -58,7 +58,9 @@ class LocalReparameterizationMessenger(WeightOpMessenger):
     :param bool decorrelate_directions: per-object φ in weight-normalized dense layers.
     :param lazy_sites: names of Gaussian sites whose weight tensor is never used except by the
         ops here (their KL is analytic): the full weight is then not drawn at all, a NaN
-        placeholder stands in its trace (``fit`` passes the sites the ELBO found analytic).
+        placeholder stands in its trace. Set by :class:`~pyro_varnet.infer.DecomposedELBO`
+        (``lrt=True``), which finds those sites and never scores their values; not for use
+        with other ELBOs.
 
     **References**: VN eq. 4, 39-42 (Appendix E); Kingma et al. 2015; Wang & Manning 2013.
     """
@@ -88,9 +90,10 @@ class LocalReparameterizationMessenger(WeightOpMessenger):
         ):
             # the weight itself is never needed: a NaN placeholder (no memory, no random draw)
             # stands for it, so that any other use of the value shows up as NaN, not as a wrong number
-            value = torch.full((), math.nan, dtype=torch.get_default_dtype()).expand(fn.shape())
-            self._drawn[value] = self._record(name, unwrap(fn)[0])
-            self._bases[value] = unwrap(fn)[0]  # ops.per_object draws from it per object
+            base = unwrap(fn)[0]
+            value = base.loc.new_full((), math.nan).expand(fn.shape())
+            self._drawn[value] = self._record(name, base)
+            self._bases[value] = base  # ops.per_object draws from it per object
             msg["value"], msg["done"] = value, True
             return
         super()._pyro_sample(msg)

@@ -133,7 +133,7 @@ def test_guide_with_predictive_and_trace():
     pred = Predictive(model, guide=guide, num_samples=7, return_sites=["obs", "logits", "net.fc1.weight"])(x)
     assert pred["obs"].shape == (7, 5) and pred["logits"].shape == (7, 5, 3)
     assert pred["net.fc1.weight"].squeeze(1).shape == (7, 6, 4)
-    others = {"uniform", "bernoulli", "dropout", "zero-mean-log", "magnitude", "angle"}
+    others = {"uniform", "bernoulli", "dropout", "zero-mean-log", "magnitude", "angle", "auto"}
     assert set(FAMILIES) == set(FAMILY_NAMES) | others
 
 

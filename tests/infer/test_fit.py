@@ -106,13 +106,27 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     assert state["epoch"] == 2 and len(state["history"]) == 2
 
 
-def test_nan_batch_is_named():
+def test_nan_inputs_are_named_before_training():
+    """Tensors are checked once, before any step; a loader's batches on the host, by batch."""
     model, guide, (x, y) = _setup()
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     x = x.clone()
-    x[order[37]] = float("nan")  # row 37 of the shuffled order: batch 2 (batch size 16), row 5
-    with pytest.raises(ValueError, match=r"epoch 1, batch 2: inputs contain NaN or inf \(rows \[5\]"):
+    x[37] = float("nan")
+    with pytest.raises(ValueError, match=r"train_data: inputs contain NaN or inf \(rows \[37\]"):
         fit(model, guide, (x, y), batch_size=16, seed=0, progress=False)
+    assert not guide.site_names  # nothing was trained or even built
+
+    def loader(*tensors):
+        dataset = torch.utils.data.TensorDataset(*tensors)
+        return torch.utils.data.DataLoader(dataset, 16, shuffle=True, generator=torch.Generator().manual_seed(0))
+
+    order = torch.cat([i for (i,) in loader(torch.arange(len(x)))])
+    row = int((order == 37).nonzero())  # where object 37 lands in the shuffled order
+    with pytest.raises(
+        ValueError, match=rf"epoch 1, batch {row // 16}: inputs contain NaN or inf \(rows \[{row % 16}\]"
+    ):
+        fit(model, guide, loader(x, y), seed=0, progress=False)
+    with pytest.raises(ValueError, match=r"test_data: inputs contain NaN"):
+        fit(model, guide, (x.nan_to_num(), y), test_data=(x, y), progress=False)
 
 
 def test_bad_arguments():

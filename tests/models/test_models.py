@@ -1,5 +1,6 @@
 """Bayesian layers and networks: shapes, sites, deterministic parts, argument checks."""
 
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -102,8 +103,16 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match=r"\(N, 2, H, W\)"):
         conv(torch.randn(5, 3, 8, 8))
     model = Classifier(ToyNet(), num_data=10)
+    # NaN inputs are found by fit (once per data set) and predict, not by a host sync in every forward
+    from pyro_varnet.infer import predict
+
     with pytest.raises(ValueError, match="NaN or inf"):
-        model(torch.tensor([[float("nan"), 1.0]]))
+        predict(model, NetworkGuide(model), torch.tensor([[float("nan"), 1.0]]))
+    for bad in (0, -3, 2.5, True, "10"):
+        with pytest.raises(ValueError, match="num_data"):
+            Classifier(ToyNet(), num_data=bad)
+    assert Classifier(ToyNet(), num_data=np.int64(7)).num_data == 7  # any integral
+    assert Classifier(ToyNet(), num_data=torch.tensor(7)).num_data == 7
     with pytest.raises(ValueError, match="labels of shape"):
         model(torch.randn(3, 2), torch.zeros(2, dtype=torch.long))
     with pytest.raises(TypeError, match="floating point"):

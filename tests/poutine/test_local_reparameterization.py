@@ -137,9 +137,10 @@ def test_lazy_sites_skip_the_weight_draw_exactly():
         dist.Normal(loc, scale, validate_args=True).log_prob(w)
 
 
-def test_fit_makes_lazy_only_the_sites_with_analytic_kl():
+def test_the_elbo_makes_lazy_only_the_sites_with_analytic_kl():
+    """DecomposedELBO(lrt=True) finds the analytic-KL sites itself, by a probe that leaves the RNG
+    alone, and draws no weight for them; nothing is passed by name between fit and the handler."""
     from pyro_varnet.infer import DecomposedELBO, fit
-    from pyro_varnet.infer.fit import _analytic_sites
 
     x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
     for prior, expected in (("log-uniform", {"net.fc1.weight", "net.fc2.weight"}), ("student-t", set())):
@@ -147,9 +148,15 @@ def test_fit_makes_lazy_only_the_sites_with_analytic_kl():
         model = Classifier(MLP([4, 6, 2], prior=prior), num_data=40)
         guide = NetworkGuide(model, default="layer")
         guide(x)
+        elbo = DecomposedELBO(lrt=True)
         state = torch.get_rng_state()
-        assert _analytic_sites(model, guide, DecomposedELBO(), x, y) == expected
+        elbo._prepare(model, guide, (x, y), {})
+        assert elbo.analytic_sites == expected
         assert torch.equal(torch.get_rng_state(), state)  # the probe leaves the RNG alone
+        model_trace, guide_trace = elbo._get_trace(model, guide, (x, y), {})
+        for name in guide.site_names:
+            assert bool(torch.isnan(guide_trace.nodes[name]["value"]).all()) == (name in expected)
+        assert math.isfinite(float(elbo(model, guide)(x, y).detach()))
         h = fit(model, guide, (x, y), epochs=2, batch_size=20, seed=0, progress=False)
         assert all(math.isfinite(e["elbo"]) for e in h.epochs)
 
