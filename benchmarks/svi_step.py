@@ -1,10 +1,11 @@
-"""Benchmark: one SVI step of pyro-varnet's LeNet-5 under LRT vs hand-written PyTorch.
+"""Benchmark: one training step of pyro-varnet's LeNet-5 under LRT vs hand-written PyTorch.
 
-Three steps are timed interleaved in one process, each on the same batch: our
-``SVI.step`` (Classifier(LeNet5) + NetworkGuide("layer") + DecomposedELBO under
-``local_reparameterization`` with the lazy weights that ``fit`` uses), a hand-written
-PyTorch LRT LeNet-5 in the authors' style (mean conv + variance conv + noise, CE·N + KL,
-Adam), and a deterministic PyTorch LeNet-5. Prints medians and their ratios. Run by hand:
+Three steps are timed interleaved in one process, each on the same batch: the step ``fit``
+runs (Classifier(LeNet5) + NetworkGuide("layer"), ``DecomposedELBO(lrt=True)(model, guide)``
+as the loss module with its lazy weights, ``torch.optim.Adam``, :class:`~pyro_varnet.infer.Step`),
+a hand-written PyTorch LRT LeNet-5 in the authors' style (mean conv + variance conv + noise,
+CE·N + KL, Adam), and a deterministic PyTorch LeNet-5. Prints medians, their spread and the
+ratios. Run by hand:
 
     python benchmarks/svi_step.py --batch 100 --steps 50
 """
@@ -20,12 +21,10 @@ import pyro
 import torch
 import torch.nn.functional as F
 from _lenet import DeterministicLeNet5, HandLRTLeNet5
-from pyro.infer import SVI
 
 from pyro_varnet.guides import NetworkGuide
-from pyro_varnet.infer import DecomposedELBO
+from pyro_varnet.infer import DecomposedELBO, Step, initialize
 from pyro_varnet.models import Classifier, LeNet5
-from pyro_varnet.poutine import local_reparameterization
 
 N = 60000
 
@@ -35,15 +34,12 @@ def make_steps(batch: int):
     pyro.clear_param_store()
     model = Classifier(LeNet5(), num_data=N)
     guide = NetworkGuide(model, default="layer")
-    elbo = DecomposedELBO()
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), elbo)
-    with local_reparameterization():
-        svi.step(x, y)  # creates the parameters; the ELBO learns which sites have an analytic KL
-    lazy = frozenset(elbo.analytic_sites)  # as fit does: those weights are never drawn
+    initialize(model, guide, x[:2], y[:2])
+    loss = DecomposedELBO(lrt=True)(model, guide)
+    step = Step(loss, torch.optim.Adam(loss.parameters(), lr=1e-3))
 
     def ours():
-        with local_reparameterization(lazy_sites=lazy):
-            svi.step(x, y)
+        step(x, y)
 
     hand = HandLRTLeNet5()
     opt_h = torch.optim.Adam(hand.parameters(), 1e-3)
@@ -64,7 +60,7 @@ def make_steps(batch: int):
         opt_d.step()
 
     return {
-        "pyro-varnet SVI step (LRT)": ours,
+        "pyro-varnet step (LRT)": ours,
         "hand-written PyTorch LRT step": hand_step,
         "deterministic PyTorch step": det_step,
     }
@@ -92,12 +88,13 @@ def main() -> None:
             fn()
             times[k].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
+    q = {k: statistics.quantiles(v, n=4) for k, v in times.items()}
     print(
         f"LeNet-5, batch {args.batch}, {args.steps} interleaved steps each, torch threads {torch.get_num_threads()}, "
         f"pyro validation {'on' if args.validation else 'off'}"
     )
     for k, v in med.items():
-        print(f"  {k:<32} median {1000 * v:7.1f} ms")
+        print(f"  {k:<32} median {1000 * v:7.1f} ms  (quartiles {1000 * q[k][0]:.1f}-{1000 * q[k][2]:.1f})")
     ours, hand, det = med.values()
     print(f"  ratio pyro-varnet / hand-written LRT  = {ours / hand:.3f}")
     print(f"  ratio hand-written LRT / deterministic = {hand / det:.3f}")

@@ -17,7 +17,7 @@ from pyro_varnet._device import reference_tensor
 from pyro_varnet._sites import site_matches
 from pyro_varnet.state import sync_from_param_store
 
-from .families import Auto, Family, SiteGuide, decode_support, encode_support, make_family
+from .families import Family, SiteGuide, decode_support, encode_support, make_family
 
 
 def _key(name: str) -> str:
@@ -177,4 +177,4 @@ class NetworkGuide(PyroModule):
         return all(self.site(n).exact_lrt for n in self._names)
 
 
-__all__ = ["Auto", "NetworkGuide"]
+__all__ = ["NetworkGuide"]

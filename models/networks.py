@@ -6,7 +6,7 @@ sites under ``prior`` (the rest are deterministic parameters), ``None`` meaning 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from pyro.nn import PyroModule
@@ -16,7 +16,18 @@ from pyro_varnet._checks import check_choice
 
 from .layers import BayesConv2d, BayesLinear, PriorSpec
 
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
+
+class Abs(nn.Module):
+    r""":math:`|h|`: after a variance layer it keeps all the information of :math:`h = \varepsilon s`,
+    :math:`\mathbb{E}|h| = s\sqrt{2/\pi}` with signal-to-noise ratio 1.32 per unit (ReLU: 0.68;
+    the Cramér-Rao bound for a Gaussian's scale from one draw: √2), so the network needs ~4x
+    fewer units than with ReLU for the same output noise."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.abs()
+
+
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "abs": Abs}
 
 
 def _activation(name: str) -> nn.Module:
@@ -47,14 +58,19 @@ class _Net(PyroModule):
 
 
 class MLP(_Net):
-    """Fully connected classifier ``sizes[0] -> ... -> sizes[-1]`` with layers ``fc1, fc2, ...``."""
+    """Fully connected network ``sizes[0] -> ... -> sizes[-1]`` with layers ``fc1, fc2, ...``.
+
+    :param activation: one name (``"relu"``, ``"tanh"``, ``"leaky_relu"``, ``"abs"``) for every
+        hidden layer, or one name per hidden layer (e.g. ``("relu", "abs")`` for an ``abs``
+        after a variance layer ``fc2``).
+    """
 
     def __init__(
         self,
         sizes: Iterable[int],
         bayesian: Iterable[str] | None = None,
         prior: PriorSpec = "log-uniform",
-        activation: str = "relu",
+        activation: str | Sequence[str] = "relu",
         bias: bool = True,
         **prior_kwargs,
     ) -> None:
@@ -66,15 +82,21 @@ class MLP(_Net):
         self._setup(bayesian, prior, bias, **prior_kwargs)
         for name, n_in, n_out in zip(self.layer_names, sizes[:-1], sizes[1:]):
             setattr(self, name, self._dense(name, n_in, n_out))
-        self.act = _activation(activation)
+        if isinstance(activation, str):
+            self.act = _activation(activation)
+        else:
+            if len(activation) != len(sizes) - 2:
+                raise ValueError(f"expected {len(sizes) - 2} activations (one per hidden layer), got {len(activation)}")
+            self.acts = PyroModule[nn.ModuleList]([_activation(a) for a in activation])
         self.in_features = sizes[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.reshape(x.shape[0], -1)
+        acts = getattr(self, "acts", None)
         for i, name in enumerate(self.layer_names):
             h = getattr(self, name)(h)
             if i < len(self.layer_names) - 1:
-                h = self.act(h)
+                h = self.act(h) if acts is None else acts[i](h)
         return h
 
 

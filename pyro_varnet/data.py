@@ -28,6 +28,21 @@ def toy_problem(n_per_class: int = 500, seed: int = 0) -> tuple[torch.Tensor, to
     return x[perm], y[perm]
 
 
+def sine_regression(
+    n: int = 500, noise: float = 0.1, seed: int = 0, low: float = -2.0, high: float = 2.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""A 1-D regression problem: :math:`y = \sin(3x) + \text{noise}\cdot\varepsilon`, x ~ U[low, high].
+
+    :returns: ``(x, y)`` with ``x`` of shape (n, 1) and ``y`` of shape (n,); the noise-free
+        curve is ``torch.sin(3 * x)``.
+    """
+    if n < 1 or not noise >= 0:
+        raise ValueError(f"expected n >= 1 and noise >= 0, got {n}, {noise}")
+    g = torch.Generator().manual_seed(seed)
+    x = low + (high - low) * torch.rand(n, 1, generator=g)
+    return x, torch.sin(3 * x).squeeze(-1) + noise * torch.randn(n, generator=g)
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data folder: ``root`` if given, else ``$PYRO_VARNET_DATA``."""
     root = root if root is not None else os.environ.get(ENV_VAR)
@@ -74,3 +89,36 @@ def load_cifar10(root: str | os.PathLike | None = None, train: bool = True) -> t
 
 
 DATASETS = {"mnist": load_mnist, "cifar10": load_cifar10}
+
+
+def loader(
+    data: tuple[torch.Tensor, torch.Tensor],
+    batch_size: int = 200,
+    shuffle: bool = True,
+    seed: int | None = None,
+    num_workers: int = 0,
+    pin_memory: bool | None = None,
+):
+    """A :class:`~torch.utils.data.DataLoader` over in-memory ``(x, y)`` (e.g. from
+    :func:`load_mnist`), for :func:`~pyro_varnet.infer.fit` and for pipelines of your own.
+
+    ``pin_memory`` defaults to ``True`` when CUDA is available (page-locked batches are copied
+    to the GPU asynchronously); ``num_workers`` helps only when batches are transformed per
+    object (augmentation) — indexing in-memory tensors is cheaper than a worker's hand-off.
+    ``fit`` given the tensors themselves moves them to the device once, which is fastest for
+    data sets that fit there (MNIST: 190 MB as float32).
+    """
+    from torch.utils.data import DataLoader, TensorDataset
+
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DataLoader(
+        TensorDataset(*data),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )

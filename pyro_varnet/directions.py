@@ -94,10 +94,10 @@ def sample_angle(
     shape = torch.Size(shape)
     zero = torch.zeros(shape) if like is None else like.new_zeros(shape)
     if kind == "truncated-normal":
-        angle = TruncatedNormal(zero, zero + scale, zero - HALF_PI, zero + HALF_PI).sample()
+        angle = TruncatedNormal(zero, zero + scale, zero - HALF_PI, zero + HALF_PI, validate_args=False).sample()
     else:
         conc = zero.new_full((), scale)
-        angle = math.pi * (torch.distributions.Beta(conc, conc).sample(shape) - 0.5)
+        angle = math.pi * (torch.distributions.Beta(conc, conc, validate_args=False).sample(shape) - 0.5)
     return angle if symmetric else angle.abs()
 
 
@@ -113,7 +113,7 @@ def magnitude_noise(shape, kind: str = "normal", alpha: float = 0.1, like: torch
     if kind == "normal":
         return ones + math.sqrt(alpha) * torch.randn_like(ones)
     conc = ones / alpha
-    return torch.distributions.Gamma(conc, conc).sample()
+    return torch.distributions.Gamma(conc, conc, validate_args=False).sample()
 
 
 DIRECTION_NOISES = ("none", "projected", "tangent", "rotate-tn", "rotate-beta")

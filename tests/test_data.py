@@ -43,3 +43,15 @@ def test_mnist_from_shared_folder():
     assert 0.0 <= x.min() and x.max() <= 1.0
     # counts from shared/data/README.md
     assert torch.bincount(y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_sine_regression_and_loader():
+    x, y = data.sine_regression(4000, noise=0.1, seed=0)
+    assert x.shape == (4000, 1) and y.shape == (4000,) and x.min() >= -2 and x.max() <= 2
+    resid = y - torch.sin(3 * x).squeeze(-1)
+    # noise sd 0.1: the sample sd within 5 SE (SE of a sd ~ 0.1 / sqrt(2n))
+    assert abs(float(resid.std()) - 0.1) < 5 * 0.1 / (2 * 4000) ** 0.5
+    batches = list(data.loader((x, y), batch_size=1000, seed=3, num_workers=1))
+    again = list(data.loader((x, y), batch_size=1000, seed=3))
+    assert len(batches) == 4 and all(torch.equal(a[1], b[1]) for a, b in zip(batches, again))
+    assert not torch.equal(batches[0][1], y[:1000])  # shuffled

@@ -14,6 +14,7 @@ LISTED = [
     "03_compare_guides_elbo.ipynb",
     "04_direction_magnitude_noise.ipynb",
     "05_adversarial_and_rl.ipynb",
+    "06_regression.ipynb",
 ]
 NEEDS_MNIST = {
     "02_lenet5_mnist.ipynb",

@@ -10,6 +10,7 @@ from .plots import (
     plot_kl_priors,
     plot_phase_transition,
     plot_prior_phase_transitions,
+    plot_reliability,
     plot_rl_curves,
     plot_sample_accuracies,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "plot_phase_transition",
     "plot_prior_phase_transitions",
     "plot_prune_curve",
+    "plot_reliability",
     "plot_rl_curves",
     "plot_sample_accuracies",
     "plot_weightnorm_posteriors",

@@ -10,7 +10,7 @@ from pyro import poutine
 from pyro.distributions.util import scale_and_mask
 from torch.distributions import kl_divergence
 
-from ..infer.predict import evaluating
+from ..infer.predict import evaluating, prepare_inputs
 from ..poutine import local_reparameterization
 
 
@@ -42,6 +42,8 @@ def elbo_decomposition(
     if num_samples < 1:
         raise ValueError(f"expected num_samples >= 1, got {num_samples}")
     x, y = data
+    x = prepare_inputs(model, guide, x)
+    y = y.to(device=x.device, dtype=x.dtype if y.is_floating_point() else None)
     if lrt is None:
         lrt = bool(getattr(guide, "exact_lrt", False))
     datas, kls, kl_sites = [], [], {}

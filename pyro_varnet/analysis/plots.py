@@ -229,3 +229,31 @@ def plot_rl_curves(returns, path=None, title: str = "REINFORCE exploration (VN F
     ax.set(xlabel="training episode", ylabel="episode return", title=title)
     ax.legend()
     return _save(fig, path)
+
+
+def plot_reliability(predictions, y: torch.Tensor, path=None, bins: int = 15, title: str = "Reliability") -> Figure:
+    """Reliability diagrams: accuracy against confidence in ``bins`` equal-width bins, one panel
+    per model, with the expected calibration error in the title (Guo et al. 2017, Fig. 1).
+
+    :param predictions: ``{name: log_probs}`` (or one tensor of log-probabilities, shape (N, classes)).
+    """
+    from ..metrics import expected_calibration_error, reliability
+
+    if torch.is_tensor(predictions):
+        predictions = {"model": predictions}
+    fig = Figure(figsize=(4 * len(predictions), 4))
+    axes = fig.subplots(1, len(predictions), squeeze=False)[0]
+    edges = torch.linspace(0, 1, bins + 1)
+    for ax, (name, lp) in zip(axes, predictions.items()):
+        lp, yy = lp.detach().cpu(), y.cpu()
+        r = reliability(lp, yy, bins)
+        ece = expected_calibration_error(lp, yy, bins)
+        acc = r["accuracy"].nan_to_num(0.0)
+        ax.bar(edges[:-1], acc, width=1 / bins, align="edge", edgecolor="k", alpha=0.7, label="accuracy")
+        gap = r["confidence"].nan_to_num(0.0) - acc
+        ax.bar(edges[:-1], gap, bottom=acc, width=1 / bins, align="edge", color="r", alpha=0.3, label="gap")
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=f"{name}: ECE {100 * ece:.2f} %")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -11,7 +11,7 @@ import torch
 
 from .._sites import unwrap
 from ..infer.history import History
-from ..infer.predict import BATCH_SIZE, accuracy, evaluating, nll, one_sample, predict
+from ..infer.predict import BATCH_SIZE, _likelihood, evaluating, one_sample, prepare_inputs
 from .elbo import elbo_decomposition
 
 TABLE_ROWS = (
@@ -20,6 +20,12 @@ TABLE_ROWS = (
     ("KL", "kl"),
     ("Mean propagation acc. (%)", "acc_mean"),
     ("Test-time averaging acc. (%)", "acc_ensemble"),
+)
+#: the rows of a regressor's table: RMSE instead of accuracy
+REGRESSION_ROWS = TABLE_ROWS[:3] + (
+    ("Mean propagation RMSE", "rmse_mean"),
+    ("Test-time averaging RMSE", "rmse_ensemble"),
+    ("Test-time averaging 90 % coverage (%)", "cov90_ensemble"),
 )
 
 
@@ -50,11 +56,17 @@ class ELBOReport:
     sigma_norms: dict[str, float]
     y_test: np.ndarray
     history: History = field(default_factory=History)
+    #: what ``sample_accuracies`` holds per draw: ``"acc"`` (classifiers) or ``"rmse"`` (regressors)
+    sample_metric: str = "acc"
+
+    @property
+    def table_rows(self) -> tuple:
+        return TABLE_ROWS if self.sample_metric == "acc" else REGRESSION_ROWS
 
     def row(self, key: str) -> float:
         if key in ("elbo", "data", "kl"):
             return getattr(self, key)
-        return 100 * self.metrics[key]
+        return 100 * self.metrics[key] if key.startswith(("acc", "cov")) else self.metrics[key]
 
     def to_inference_data(self):
         """An :class:`arviz.InferenceData` with ``posterior`` (per-draw layer summaries and the
@@ -99,18 +111,21 @@ def _site_sigma_norms(guide) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _draws(model, guide, x, y, num_draws, batch_size):
-    """Per weight draw: pointwise test log-likelihood, accuracy, NLL and weight norms."""
-    logliks, accs, nlls, norms = [], [], [], {}
+def _draws(model, guide, x, y, num_draws, batch_size, metric):
+    """Per weight draw: pointwise test log-likelihood, the main metric (accuracy or RMSE), NLL
+    and weight norms."""
+    lik = _likelihood(model)
+    logliks, scores, nlls, norms = [], [], [], {}
     with evaluating(model, guide):
         for _ in range(num_draws):
-            lp, guide_trace = one_sample(model, guide, x, batch_size)
-            logliks.append(lp.gather(-1, y[:, None]).squeeze(-1).double().numpy())
-            accs.append(accuracy(lp, y))
-            nlls.append(nll(lp, y))
+            prediction, guide_trace = one_sample(model, guide, x, batch_size)
+            logliks.append(lik.log_lik(prediction, y).double().cpu().numpy())
+            m = lik.metrics(prediction, y)
+            scores.append(m[metric])
+            nlls.append(m["nll"])
             for name in getattr(guide, "site_names", []):
                 norms.setdefault(f"norm/{name}", []).append(float(guide_trace.nodes[name]["value"].norm()))
-    return np.stack(logliks), accs, float(np.mean(nlls)), {k: np.array(v) for k, v in norms.items()}
+    return np.stack(logliks), scores, float(np.mean(nlls)), {k: np.array(v) for k, v in norms.items()}
 
 
 def elbo_report(
@@ -129,28 +144,29 @@ def elbo_report(
 
     - ELBO, data term :math:`\mathbb{E}_q\log p(T\mid X,W)` over the whole training set
       (``elbo_samples`` passes) and KL, total and per site (VN eq. 5, Table 1);
-    - test accuracy and NLL by mean propagation, one weight sample, the
+    - the likelihood's metrics (classifiers: accuracy, NLL, ECE, Brier; regressors: RMSE,
+      NLL, interval coverage) by mean propagation, one weight sample, the
       ``num_samples``-sample ensemble and the zero-mean approximation (Table 2, Fig. 3);
     - mean log α per site and the MMD bound of VN Theorem 1 for each Gaussian-dropout site;
-    - ``num_draws`` single-weight-sample accuracies (Fig. 4) and pointwise test
-      log-likelihoods per draw (for ``az.loo``).
+    - ``num_draws`` single-weight-sample accuracies (Fig. 4; RMSEs for regressors) and
+      pointwise test log-likelihoods per draw (for ``az.loo``).
     """
-    from ..infer.fit import site_log_alpha
+    from ..infer.fit import evaluate, site_log_alpha
 
     x_test, y_test = test_data
+    x_test = prepare_inputs(model, guide, x_test)
+    y_test = y_test.to(x_test.device)
     elbo = elbo_decomposition(model, guide, train_data, num_samples=elbo_samples, batch_size=batch_size)
-    metrics = {}
-    for mode in ("mean", "ensemble", "zero_mean"):
-        lp = predict(model, guide, x_test, mode=mode, num_samples=num_samples, batch_size=batch_size)
-        metrics[f"acc_{mode}"], metrics[f"nll_{mode}"] = accuracy(lp, y_test), nll(lp, y_test)
+    metrics = evaluate(model, guide, (x_test, y_test), ("mean", "ensemble", "zero_mean"), num_samples, batch_size)
+    metric = "acc" if "acc_mean" in metrics else "rmse"
     log_alpha = site_log_alpha(guide)
     bounds = {}
     for site, la in getattr(guide, "log_alpha", dict)().items():
         if torch.isfinite(la).all():
             bounds[site] = mmd_bound(la)
     # "sample": one weight draw for the whole test set, averaged over the num_draws draws
-    loglik, accs, metrics["nll_sample"], norms = _draws(model, guide, x_test, y_test, num_draws, batch_size)
-    metrics["acc_sample"] = float(np.mean(accs))
+    loglik, accs, metrics["nll_sample"], norms = _draws(model, guide, x_test, y_test, num_draws, batch_size, metric)
+    metrics[f"{metric}_sample"] = float(np.mean(accs))
     return ELBOReport(
         name=name,
         elbo=elbo["elbo"],
@@ -164,8 +180,9 @@ def elbo_report(
         pointwise_log_lik=loglik,
         site_summaries=norms,
         sigma_norms=_site_sigma_norms(guide),
-        y_test=y_test.numpy(),
+        y_test=y_test.cpu().numpy(),
         history=history or History(),
+        sample_metric=metric,
     )
 
 
@@ -190,8 +207,9 @@ def compare(reports: Mapping[str, ELBOReport] | list[ELBOReport], ic: str = "loo
 
     if not isinstance(reports, Mapping):
         reports = {r.name: r for r in reports}
-    table = pd.DataFrame({name: [r.row(key) for _, key in TABLE_ROWS] for name, r in reports.items()})
-    table.index = [label for label, _ in TABLE_ROWS]
+    rows = next(iter(reports.values())).table_rows
+    table = pd.DataFrame({name: [r.row(key) for _, key in rows] for name, r in reports.items()})
+    table.index = [label for label, _ in rows]
     az_table = None
     if len(reports) >= 2:
         az_table = az.compare({name: r.to_inference_data() for name, r in reports.items()}, ic=ic)

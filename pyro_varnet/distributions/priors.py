@@ -33,15 +33,17 @@ def make_prior(
     shape = torch.Size(shape)
     if like is None:
         like = scale if torch.is_tensor(scale) else torch.zeros(())
+    # valid by construction (df > 0 is checked, scales are positive numbers or constrained
+    # parameters): no argument validation, which would force a host sync on accelerators
     if name == "log-uniform":
         base = LogUniform(shape)
     elif name == "student-t":
-        base = StudentTPrior(df, shape, like=like)
+        base = StudentTPrior(df, shape, like=like, validate_args=False)
     elif name == "ard":
-        base = ARD(torch.as_tensor(scale, dtype=like.dtype, device=like.device).expand(shape))
+        base = ARD(torch.as_tensor(scale, dtype=like.dtype, device=like.device).expand(shape), validate_args=False)
     elif name == "normal":
         scale = torch.as_tensor(scale, dtype=like.dtype, device=like.device)
-        base = Normal(scale.new_zeros(()).expand(shape), scale.expand(shape))
+        base = Normal(scale.new_zeros(()).expand(shape), scale.expand(shape), validate_args=False)
     else:
         check_choice("prior", name, PRIORS)
     return base.to_event(len(shape))

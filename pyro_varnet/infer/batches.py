@@ -80,7 +80,10 @@ def gather(data, what: str, limit: int | None = None) -> Batch:
     if isinstance(data, DataLoader) and not isinstance(data.dataset, IterableDataset):
         # the same objects in index order (a loader built with batch_size=None collates nothing)
         collate = data.collate_fn if data.batch_size else default_collate
-        data = DataLoader(data.dataset, batch_size=data.batch_size or 256, shuffle=False, collate_fn=collate)
+        # its own generator: iterating a DataLoader draws a seed, which must not come from the global RNG
+        data = DataLoader(
+            data.dataset, batch_size=data.batch_size or 256, collate_fn=collate, generator=torch.Generator()
+        )
     if not isinstance(data, Iterable):
         raise TypeError(f"expected {what} as (x, y) tensors, a TensorDataset or an iterable of (x, y) batches")
     xs, ys, n = [], [], 0

@@ -104,14 +104,18 @@ class DecomposedELBO(TraceMeanField_ELBO):
         if validate:
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
         guide_trace, model_trace = prune_subsample_sites(guide_trace), prune_subsample_sites(model_trace)
-        analytic = {
-            name
-            for name, site in model_trace.nodes.items()
-            if site["type"] == "sample"
-            and not site["is_observed"]
-            and name in guide_trace.nodes
-            and has_analytic_kl(guide_trace.nodes[name]["fn"], site["fn"])
-        }
+        analytic = {}  # site -> its closed-form KL, scaled and masked as the site
+        for name, site in model_trace.nodes.items():
+            if site["type"] != "sample" or site["is_observed"] or name not in guide_trace.nodes:
+                continue
+            guide_site = guide_trace.nodes[name]
+            if not has_analytic_kl(guide_site["fn"], site["fn"]):
+                continue
+            try:  # a registered pair may still decline (e.g. transformed distributions)
+                kl = kl_divergence(guide_site["fn"], site["fn"])
+            except NotImplementedError:
+                continue
+            analytic[name] = scale_and_mask(kl, scale=guide_site["scale"], mask=guide_site["mask"]).sum()
         # the log-densities of analytic sites (two passes over all weights) are never needed
         model_trace.compute_log_prob(site_filter=lambda name, site: name not in analytic)
         for name in analytic:
@@ -145,8 +149,7 @@ class DecomposedELBO(TraceMeanField_ELBO):
             if validate and name not in self._analytic_now:
                 check_fully_reparametrized(guide_site)
             if name in self._analytic_now:
-                kl = kl_divergence(guide_site["fn"], site["fn"])
-                kls[name] = scale_and_mask(kl, scale=guide_site["scale"], mask=guide_site["mask"]).sum()
+                kls[name] = self._analytic_now[name]
             else:  # one-sample Monte Carlo, e.g. the Student-t prior (VN §4.2)
                 kls[name] = guide_site["score_parts"].entropy_term.sum() - site["log_prob_sum"]
         for name, guide_site in guide_trace.nodes.items():  # auxiliary guide sites

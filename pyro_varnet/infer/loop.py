@@ -189,10 +189,12 @@ class Loop:
                 metrics = {"epoch": epoch, **{k: _sync(v) / count for k, v in sums.items() if k != "loss"}}
                 if "data" in metrics and "kl" in metrics:
                     metrics["elbo"] = metrics["data"] - metrics["kl"]
-                metrics.update(self.epoch_metrics())
+                extra = dict(metrics)  # metric callbacks (evaluation, epoch schedulers) run first ...
                 for cb in self.callbacks:
                     if cb.adds_metrics:
-                        cb.on_epoch_end(self, epoch, metrics)
+                        cb.on_epoch_end(self, epoch, extra)
+                metrics.update(self.epoch_metrics())  # ... so that the learning rate is the stepped one
+                metrics.update(extra)
                 metrics["seconds"] = time.perf_counter() - t0
                 self.history.append(metrics)
                 for cb in self.callbacks:

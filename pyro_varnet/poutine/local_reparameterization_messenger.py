@@ -23,7 +23,7 @@ def per_object_tangent_projection(x: torch.Tensor, v_norm: torch.Tensor) -> torc
         t = torch.randint(0, 2, proj.shape, device=x.device).to(x.dtype).mul_(2).sub_(1)
     else:
         conc = torch.tensor((n - 2) / 2, dtype=x.dtype, device=x.device)
-        t = 2 * torch.distributions.Beta(conc, conc).sample(proj.shape) - 1
+        t = 2 * torch.distributions.Beta(conc, conc, validate_args=False).sample(proj.shape) - 1
     return perp * t
 
 

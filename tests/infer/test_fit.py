@@ -239,3 +239,30 @@ def test_eval_lrt_reaches_predict(monkeypatch):
         progress=False,
     )
     assert seen == [True, True]  # train subset and test set
+
+
+def test_version_1_checkpoints_are_restored_for_analysis(tmp_path):
+    """Checkpoints of earlier releases held Pyro param-store names and buffers by position."""
+    from pyro_varnet.infer import restore, save_checkpoint
+    from pyro_varnet.state import _store_names
+
+    model, guide, (x, y) = _setup(batchnorm=True)
+    fit(model, guide, (x, y), epochs=1, batch_size=20, progress=False)
+    params = {name: p.detach().clone() for m in (model, guide) for name, p in _store_names(m)}
+    buffers = {
+        f"{i}.{n}": b.clone() for i, m in enumerate((model, guide)) for n, b in m.named_buffers() if "_like" not in n
+    }
+    state = {"epoch": 1, "params": params, "buffers": buffers, "history": [{"epoch": 1}], "rng": {}}
+    save_checkpoint(tmp_path / "v1.pt", state)
+    raw = torch.load(tmp_path / "v1.pt", weights_only=True)
+    raw["version"] = 1
+    torch.save(raw, tmp_path / "v1.pt")
+    model2, guide2, _ = _setup(batchnorm=True)
+    with pytest.raises(CheckpointError, match="example_x"):
+        restore(model2, guide2, tmp_path / "v1.pt")
+    assert len(restore(model2, guide2, tmp_path / "v1.pt", example_x=x)) == 1
+    for (n1, p1), (n2, p2) in zip(model.state_dict().items(), model2.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2), n1
+    assert all(torch.equal(p1, p2) for p1, p2 in zip(guide.parameters(), guide2.parameters()))
+    with pytest.raises(CheckpointError, match="not resumed"):
+        fit(model2, guide2, (x, y), epochs=2, checkpoint=tmp_path / "v1.pt", resume=True, progress=False)
