@@ -65,6 +65,7 @@ def test_regression_mixture_moments_quantiles_and_coverage():
     assert p.mean.item() == pytest.approx(0.0)
     assert p.variance.item() == pytest.approx(0.25 + 1.0)  # noise + spread of the means
     assert p.epistemic_variance.item() == pytest.approx(1.0)
+
     def density(v):
         return math.exp(-0.5 * (v / 0.5) ** 2) / (0.5 * math.sqrt(2 * math.pi))
 

@@ -410,15 +410,19 @@ class _LazyStep(Step):
         return super().__call__(x, y, t)
 
 
-class _EpochScheduler(Callback):
-    adds_metrics = True
+class _EpochScheduler(SchedulerStep):
+    """Steps the epoch-wise scheduler that ``_LazyStep`` builds at the first batch."""
 
     def __init__(self, step: _LazyStep) -> None:
         self.step = step
 
+    @property
+    def scheduler(self):
+        return self.step.epoch_scheduler
+
     def on_epoch_end(self, loop, epoch, metrics) -> None:
-        if self.step.epoch_scheduler is not None:
-            SchedulerStep(self.step.epoch_scheduler).on_epoch_end(loop, epoch, metrics)
+        if self.scheduler is not None:
+            super().on_epoch_end(loop, epoch, metrics)
 
 
 def restore(
