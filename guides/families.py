@@ -50,6 +50,10 @@ class SiteGuide(PyroModule):
         """The posterior median: the mean of these symmetric families."""
         return self.base().mean
 
+    def signature(self) -> str:
+        """What identifies the family beyond its parameters' names and shapes (checked on loading)."""
+        return type(self).__name__
+
     def base(self) -> dist.Distribution:
         raise NotImplementedError
 
@@ -168,6 +172,9 @@ class DropoutSite(SiteGuide):
 
     def base(self) -> InputDropout:
         return InputDropout(self.theta, self.p)
+
+    def signature(self) -> str:
+        return f"{type(self).__name__}(p={self.p})"
 
     def log_alpha(self) -> torch.Tensor:
         return self.theta.new_full(self.shape, math.log(self.p / (1 - self.p)) if self.p > 0 else -math.inf)

@@ -127,19 +127,28 @@ class NetworkGuide(PyroModule):
 
     # state ---------------------------------------------------------------------------------
     def get_extra_state(self) -> dict:
-        """The built sites (name, shape, support), so that a fresh guide can rebuild them."""
-        return {"sites": [[n, list(self.site(n).shape), encode_support(self.site(n).support)] for n in self._names]}
+        """The built sites (name, shape, support, family), so that a fresh guide can rebuild them
+        and a guide of other families refuses the state."""
+        return {
+            "sites": [
+                [n, list(self.site(n).shape), encode_support(self.site(n).support), self.site(n).signature()]
+                for n in self._names
+            ]
+        }
 
     def set_extra_state(self, state: dict) -> None:
         saved = [n for n, *_ in state["sites"]]
-        if self._names:
-            if saved != self._names:
-                raise RuntimeError(f"the state was saved for the sites {saved}; this guide has {self._names}")
-            return
+        if self._names and saved != self._names:
+            raise RuntimeError(f"the state was saved for the sites {saved}; this guide has {self._names}")
         like = reference_tensor(self.model[0], (), {})
-        for name, shape, support in state["sites"]:
-            site = self._family_for(name).build_site(torch.Size(shape), decode_support(support))
-            self._add_site(name, site, like)
+        for name, shape, support, signature in state["sites"]:
+            if name not in self._names:
+                self._add_site(
+                    name, self._family_for(name).build_site(torch.Size(shape), decode_support(support)), like
+                )
+            here = self.site(name).signature()
+            if here != signature:
+                raise RuntimeError(f"site {name!r} was trained with the family {signature}; this guide gives it {here}")
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
         if not self._names:

@@ -67,6 +67,19 @@ class _BayesLayer(PyroModule):
     def is_bayesian(self) -> bool:
         return self.prior is not None
 
+    def get_extra_state(self) -> dict:
+        """The prior's name, so that a checkpoint of another prior is refused on loading."""
+        prior = (
+            self.prior
+            if self.prior is None or isinstance(self.prior, str)
+            else getattr(self.prior, "__qualname__", type(self.prior).__name__)
+        )
+        return {"prior": prior}
+
+    def set_extra_state(self, state: dict) -> None:
+        if state["prior"] != self.get_extra_state()["prior"]:
+            raise RuntimeError(f"the state was saved with the prior {state['prior']!r}; this layer has {self.prior!r}")
+
 
 class BayesLinear(_BayesLayer):
     r"""Dense layer :math:`b = a W^\top + c` with a prior over :math:`W` of shape (out, in).

@@ -94,6 +94,10 @@ class Likelihood(PyroModule):
     def check_targets(self, y: torch.Tensor) -> None:
         """Raise a clear error for targets this likelihood cannot observe (checked by ``fit``)."""
 
+    def check_outputs(self, out: torch.Tensor, y: torch.Tensor, what: str = "targets") -> None:
+        """Raise a clear error if targets ``y`` do not fit the network's outputs ``out`` (e.g. a
+        label beyond the number of classes); ``fit`` checks this before its first step."""
+
 
 class Classifier(Likelihood):
     r"""Categorical likelihood :math:`p(T \mid X, W)` for a network returning logits (N, classes).
@@ -132,6 +136,9 @@ class Classifier(Likelihood):
     def check_targets(self, y: torch.Tensor) -> None:
         M.check_labels(y)
 
+    def check_outputs(self, out: torch.Tensor, y: torch.Tensor, what: str = "labels") -> None:
+        M.check_labels(y, out.shape[-1], what)
+
 
 class BinaryClassifier(Classifier):
     r"""Bernoulli likelihood for a network returning one logit per object, shape (N,) or (N, 1).
@@ -164,6 +171,9 @@ class BinaryClassifier(Classifier):
                 f"expected one logit per object, got outputs of shape {tuple(out.shape[:1] + out.shape[2:])}"
             )
         return torch.stack([F.logsigmoid(-logit), F.logsigmoid(logit)], -1)
+
+    def check_outputs(self, out: torch.Tensor, y: torch.Tensor, what: str = "targets") -> None:
+        pass  # 0/1 is checked by check_targets
 
     def check_targets(self, y: torch.Tensor) -> None:
         M.check_labels(y.long() if torch.is_floating_point(y) else y, num_classes=2, what="binary targets")
@@ -257,6 +267,11 @@ class Regressor(Likelihood):
             raise TypeError(f"expected floating point regression targets, got {y.dtype}")
         M.check_finite(y, "regression targets")
 
+    def check_outputs(self, out: torch.Tensor, y: torch.Tensor, what: str = "targets") -> None:
+        columns = self.loc_scale(out)[0].shape[-1]
+        if (y.dim() == 1 and columns != 1) or (y.dim() == 2 and y.shape[-1] != columns):
+            raise ValueError(f"{what} have shape {tuple(y.shape)}; the network predicts {columns} column(s)")
+
 
 def likelihood_of(model) -> Likelihood | _Logits:
     """``model`` itself if it is a :class:`Likelihood`, else the logits convention."""
@@ -279,6 +294,8 @@ class _Logits:
 
     def check_targets(self, y: torch.Tensor) -> None:
         M.check_labels(y)
+
+    check_outputs = Classifier.check_outputs
 
 
 _LOGITS = _Logits()

@@ -13,6 +13,8 @@ import torch
 from . import _json as json
 from . import data as datasets
 from .distributions import PRIORS
+from .infer.checkpoint import CheckpointError
+from .runs import RunFolder, RunLockedError, RunWriter, safe_name
 
 MODELS = (
     "lenet5",
@@ -207,65 +209,86 @@ def _build(model_name: str, prior: str, bayesian: str, guide_spec: str, num_data
 
 
 def _run(args, guide_spec: str, out: Path, train_data, test_data):
-    """Train one (model, guide) pair as ``varnet train`` does; returns model, guide, history."""
-    from .infer import fit
+    """Train one (model, guide) pair as ``varnet train`` does; returns model, guide, history.
 
-    out.mkdir(parents=True, exist_ok=True)
+    Every check (arguments, data, the checkpoint and its configuration) passes before anything
+    in ``out`` is written; the run folder is locked for the run's life (see
+    :mod:`pyro_varnet.runs`)."""
+    from .infer import fit
+    from .infer.loop import StopOnSignal
+
+    folder = RunFolder(out)
+    if folder.checkpoint.exists() and not args.resume:
+        raise FileExistsError(
+            f"checkpoint {folder.checkpoint} exists; pass --resume to continue that run, or choose another --out"
+        )
     model, guide = _build(args.model, args.prior, args.bayesian, guide_spec, len(train_data[0]), args.seed)
-    run_args = {k: getattr(args, k) for k in RUN_ARGS}
-    (out / "args.json").write_text(json.dumps({**run_args, "guide": guide_spec}, indent=2))
-    print(
-        f"{args.model} on MNIST ({len(train_data[0])} train / {len(test_data[0])} test), guide {guide_spec}, "
-        f"prior {args.prior}",
-        flush=True,
-    )
+    run_args = {**{k: getattr(args, k) for k in RUN_ARGS}, "guide": guide_spec}
+    config = {k: v for k, v in run_args.items() if k not in ("epochs", "lr", "batch_size", "lr_schedule", "seed")}
 
     def log(epoch, m):
         accs = "  ".join(f"{k[9:]} {100 * v:.2f}%" for k, v in m.items() if k.startswith("test_acc_"))
+        note = f"  [{m['override']}]" if "override" in m else ""
         print(
             f"epoch {epoch}: ELBO {m['elbo']:.1f} (data {m['data']:.1f}, KL {m['kl']:.1f})  {accs}  "
-            f"[{m['seconds']:.0f} s]",
+            f"[{m['seconds']:.0f} s]{note}",
             flush=True,
         )
-        with open(out / "metrics.jsonl", "a") as f:  # wall-clock time stays out: same seed, same file
-            f.write(json.dumps({k: v for k, v in m.items() if k != "seconds"}) + "\n")
 
-    history = fit(
-        model,
-        guide,
-        train_data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_schedule=None if args.lr_schedule == "constant" else args.lr_schedule,
-        lr_multipliers=_lr_multipliers(args.lr_mult),
-        lrt={"auto": None, "on": True, "off": False, "moment-matching": True, "flipout": "flipout"}[args.lrt],
-        lrt_options={
-            **({"decorrelate_directions": True} if args.decorrelate_directions else {}),
-            **({"moment_matching": True} if args.lrt == "moment-matching" else {}),
-        },
-        test_data=test_data,
-        eval_modes=args.eval_modes.split(","),
-        eval_samples=args.eval_samples,
-        eval_every=args.eval_every,
-        eval_lrt=args.eval_lrt,
-        seed=args.seed,
-        device=resolve_device(args.device),
-        checkpoint=out / "checkpoint.pt",
-        resume=args.resume,
-        callbacks=[log],
-        progress=not args.no_progress,
-    )
-    history.to_dataframe().to_csv(out / "history.csv", index=False)
+    with folder:
+        print(
+            f"{args.model} on MNIST ({len(train_data[0])} train / {len(test_data[0])} test), guide {guide_spec}, "
+            f"prior {args.prior}",
+            flush=True,
+        )
+        history = fit(
+            model,
+            guide,
+            train_data,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            lr_schedule=None if args.lr_schedule == "constant" else args.lr_schedule,
+            lr_multipliers=_lr_multipliers(args.lr_mult),
+            lrt={"auto": None, "on": True, "off": False, "moment-matching": True, "flipout": "flipout"}[args.lrt],
+            lrt_options={
+                **({"decorrelate_directions": True} if args.decorrelate_directions else {}),
+                **({"moment_matching": True} if args.lrt == "moment-matching" else {}),
+            },
+            test_data=test_data,
+            eval_modes=args.eval_modes.split(","),
+            eval_samples=args.eval_samples,
+            eval_every=args.eval_every,
+            eval_lrt=args.eval_lrt,
+            seed=args.seed,
+            device=resolve_device(args.device),
+            checkpoint=folder.checkpoint,
+            resume=args.resume,
+            config=config,
+            overrides=_overrides(args.override),
+            callbacks=[StopOnSignal(), RunWriter(folder, run_args, echo=log)],
+            progress=not args.no_progress,
+        )
     return model, guide, history
+
+
+def _overrides(specs: list[str]) -> set[str]:
+    """``["lr,seed", "prior"]`` -> ``{"lr", "seed", "prior"}``."""
+    return {k.strip() for spec in specs for k in spec.split(",") if k.strip()}
+
+
+def _default_out(model: str, guide: str, prior: str) -> Path:
+    """``runs/<model>-<guide>-<prior>``; names from the command line never leave ``runs/``."""
+    return Path("runs") / safe_name(f"{model}-{guide}-{prior}", "run name (from --model/--guide/--prior)")
 
 
 def train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    train_data, test_data = _load(args)
     # weight-normalized models bring their own families (q(g), q(angle)); the rest default to VN Table 2's
     guide = args.guide or ("layer" if args.model.startswith("wn-") else "zero-mean-fc1")
-    out = Path(args.out or f"runs/{args.model}-{guide}-{args.prior}")
+    parse_guide(guide)
+    out = Path(args.out) if args.out else _default_out(args.model, guide, args.prior)
+    train_data, test_data = _load(args)
     _run(args, guide, out, train_data, test_data)
     print(f"done in {time.perf_counter() - t0:.0f} s; checkpoint and metrics in {out}/")
     return 0
@@ -278,7 +301,7 @@ def _load_run(args, run=None):
     run = Path(run or args.run)
     if not (run / "args.json").exists() or not (run / "checkpoint.pt").exists():
         raise FileNotFoundError(f"{run} is not a varnet train run folder (needs args.json and checkpoint.pt)")
-    spec = json.loads((run / "args.json").read_text())
+    spec = RunFolder(run).read_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     x, _ = datasets.load_mnist(args.data_root, train=True)
@@ -390,10 +413,13 @@ def compare_guides(args: argparse.Namespace) -> int:
     from .analysis import compare, elbo_report, plot_kl_priors, plot_phase_transition, plot_sample_accuracies
 
     t0 = time.perf_counter()
+    specs = args.guides.split(",")
+    for spec in specs:  # every name is checked before anything is created
+        parse_guide(safe_name(spec, "guide"))
+    out = Path(args.out) if args.out else Path("reports") / safe_name(f"compare-{args.model}-{args.prior}", "name")
     train_data, test_data = _load(args)
-    out = Path(args.out or f"reports/compare-{args.model}-{args.prior}")
     reports = {}
-    for spec in args.guides.split(","):
+    for spec in specs:
         model, guide, history = _run(args, spec, out / spec, train_data, test_data)
         report = elbo_report(
             model,
@@ -467,7 +493,7 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
         help="WeightNorm models: a tangent direction phi per object, not per mini-batch (WN §4.2)",
     )
     t.add_argument("--eval-modes", default="mean,sample,ensemble", help="comma list of mean,sample,ensemble,zero_mean")
-    t.add_argument("--eval-samples", type=int, default=20)
+    t.add_argument("--eval-samples", type=_positive, default=20)
     t.add_argument(
         "--eval-lrt",
         action="store_true",
@@ -476,7 +502,14 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--eval-every", type=int, default=1)
     t.add_argument("--data-root", default=None, help=f"folder holding MNIST/raw (default ${datasets.ENV_VAR})")
     t.add_argument("--resume", action="store_true", help="continue the run(s) in --out from the checkpoint(s)")
-    t.add_argument("--limit", type=int, default=0, help="use only the first N train and test images (smoke runs)")
+    t.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY[,KEY]",
+        help="with --resume: settings that may differ from the checkpoint's run (e.g. lr), recorded in the history",
+    )
+    t.add_argument("--limit", type=_nonnegative, default=0, help="use only the first N train and test images (smoke)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=0)
     t.add_argument(
@@ -485,8 +518,23 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--no-progress", action="store_true")
 
 
+def _nonnegative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="varnet", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="train the VN §3.2 toy variance network (no download)")
     d.add_argument("--out", default="varnet-demo", help="report folder")
@@ -517,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--site", default="fc1", help="layer name or full site name (default fc1)")
     r.add_argument("--samples", type=int, default=20)
     r.add_argument("--data-root", default=None)
-    r.add_argument("--limit", type=int, default=0, help="use only the first N test images (smoke runs)")
+    r.add_argument("--limit", type=_nonnegative, default=0, help="use only the first N test images (smoke runs)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=0)
     r.set_defaults(func=prune_run)
@@ -528,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--layer", default="fc1", help="layer to plot (default fc1)")
     w.add_argument("--log-alpha-threshold", type=float, default=3.0)
     w.add_argument("--data-root", default=None)
-    w.add_argument("--limit", type=int, default=0)
+    w.add_argument("--limit", type=_nonnegative, default=0)
     w.add_argument("--threads", type=int, default=0)
     w.set_defaults(func=wn_report)
     a = sub.add_parser("attack", help="targeted iterative FGSM on trained runs, EOT gradients (VN Fig. 7)")
@@ -547,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--data-root", default=None)
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--threads", type=int, default=0)
-    a.add_argument("--limit", type=int, default=0)
+    a.add_argument("--limit", type=_nonnegative, default=0)
     a.set_defaults(func=attack)
     q = sub.add_parser("rl", help="REINFORCE with deterministic / parameter-noise / variance policies (VN Fig. 6)")
     q.add_argument("--env", default="CartPole-v1")
@@ -562,11 +610,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: errors the CLI reports in one line (exit status 2); ``--debug`` shows their traceback
+USER_ERRORS = (OSError, ValueError, TypeError, CheckpointError, RunLockedError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .infer.loop import Interrupted
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except Interrupted as e:
+        print(f"varnet {args.command}: {e}; the last checkpoint is intact (continue with --resume)", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        print(f"varnet {args.command}: interrupted; the last checkpoint is intact (--resume)", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
         print(f"varnet {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -61,17 +62,65 @@ def _missing(name: str, root: Path, layout: str) -> FileNotFoundError:
     )
 
 
+class CorruptDataError(ValueError):
+    """A data file that exists but cannot be what it claims to be."""
+
+
+def _idx_header(path: Path, magic: int, ndim: int) -> tuple[int, ...]:
+    """The dimensions of an IDX file (LeCun's MNIST format), checked against its size."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CorruptDataError(f"{path} is corrupt: the file is empty (0 bytes)")
+    header = 4 + 4 * ndim
+    with open(path, "rb") as f:
+        head = f.read(header)
+    if len(head) < header:
+        raise CorruptDataError(f"{path} is corrupt: {size} bytes, shorter than its {header}-byte header")
+    found = int.from_bytes(head[:4], "big")
+    if found != magic:
+        raise CorruptDataError(f"{path} is corrupt: magic number {found}, expected {magic}")
+    dims = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + math.prod(dims)
+    if size != expected:
+        raise CorruptDataError(
+            f"{path} is corrupt: {size} bytes, but its header announces {dims} (expected {expected} bytes; truncated?)"
+        )
+    return dims
+
+
+def _check_mnist(root: Path, train: bool) -> None:
+    """Missing files are reported as missing, damaged ones as corrupt (which file, what is wrong)."""
+    prefix = "train" if train else "t10k"
+    images, labels = (
+        root / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte",
+        root / "MNIST" / "raw" / f"{prefix}-labels-idx1-ubyte",
+    )
+    if not images.exists() or not labels.exists():
+        return  # torchvision's own check says "not found" (or finds the processed files)
+    n_images, rows, cols = _idx_header(images, 2051, 3)
+    (n_labels,) = _idx_header(labels, 2049, 1)
+    if (rows, cols) != (28, 28):
+        raise CorruptDataError(f"{images} is corrupt: images of {rows}x{cols}, expected 28x28")
+    if n_images != n_labels:
+        raise CorruptDataError(f"{images} and {labels} disagree: {n_images} images, {n_labels} labels")
+
+
 def load_mnist(root: str | os.PathLike | None = None, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """MNIST as float tensors in [0, 1] of shape (N, 1, 28, 28) and int64 labels (RECIPES: no
-    normalisation), read with :class:`torchvision.datasets.MNIST` from ``root/MNIST/raw``."""
+    """MNIST as float tensors in [0, 1] of shape (N, 1, 28, 28) and int64 labels in 0..9 (no
+    normalisation, as the authors), read with :class:`torchvision.datasets.MNIST` from
+    ``root/MNIST/raw``. Damaged files raise :class:`CorruptDataError` naming the file."""
     from torchvision.datasets import MNIST
 
     root = data_root(root)
+    _check_mnist(root, train)
     try:
         ds = MNIST(str(root), train=train, download=False)
     except RuntimeError as e:
         raise _missing("MNIST", root, "MNIST/raw/") from e
-    return ds.data.unsqueeze(1).float().div_(255), ds.targets.long()
+    y = ds.targets.long()
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) > 9):
+        raise CorruptDataError(f"MNIST labels under {root} are corrupt: values in [{int(y.min())}, {int(y.max())}]")
+    return ds.data.unsqueeze(1).float().div_(255), y
 
 
 def load_cifar10(root: str | os.PathLike | None = None, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,6 +133,10 @@ def load_cifar10(root: str | os.PathLike | None = None, train: bool = True) -> t
         ds = CIFAR10(str(root), train=train, download=False)
     except RuntimeError as e:
         raise _missing("CIFAR-10", root, "cifar-10-batches-py/") from e
+    except (EOFError, OSError, ValueError, KeyError, IndexError) as e:  # pickle batches that do not unpickle
+        raise CorruptDataError(
+            f"CIFAR-10 under {root / 'cifar-10-batches-py'} is corrupt ({type(e).__name__}: {e})"
+        ) from e
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255)
     return x, torch.tensor(ds.targets, dtype=torch.long)
 

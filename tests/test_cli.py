@@ -57,7 +57,7 @@ def test_train_smoke_and_resume(tmp_path, capsys):
     assert cli.main([*args, "--epochs", "1", "--no-progress"]) == 0
     assert (tmp_path / "checkpoint.pt").is_file()
     assert cli.main([*args, "--epochs", "1", "--no-progress"]) == 2  # refuses to overwrite the run
-    assert "resume=True" in capsys.readouterr().err
+    assert "--resume" in capsys.readouterr().err
     assert cli.main([*args, "--epochs", "2", "--resume", "--no-progress"]) == 0
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]

@@ -55,3 +55,25 @@ def test_sine_regression_and_loader():
     again = list(data.loader((x, y), batch_size=1000, seed=3))
     assert len(batches) == 4 and all(torch.equal(a[1], b[1]) for a, b in zip(batches, again))
     assert not torch.equal(batches[0][1], y[:1000])  # shuffled
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "magic", "count"])
+def test_corrupt_idx_files_are_named_as_corrupt(tmp_path, damage):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    n = 50  # a small, valid t10k pair: header + data
+    images = (2051).to_bytes(4, "big") + n.to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(n * 784)
+    labels = (2049).to_bytes(4, "big") + n.to_bytes(4, "big") + bytes(n)
+    if damage == "empty":
+        images = b""
+    elif damage == "truncated":
+        images = images[:-100]
+    elif damage == "magic":
+        images = (2049).to_bytes(4, "big") + images[4:]
+    else:
+        labels = (2049).to_bytes(4, "big") + (n - 1).to_bytes(4, "big") + bytes(n - 1)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(images)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(labels)
+    expected = {"empty": "empty", "truncated": "truncated", "magic": "magic number 2049", "count": "50 images, 49"}
+    with pytest.raises(data.CorruptDataError, match=rf"t10k-.*(corrupt|disagree).*{expected[damage]}"):
+        data.load_mnist(tmp_path, train=False)

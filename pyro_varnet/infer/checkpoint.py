@@ -8,13 +8,16 @@ names) is still read by :func:`~pyro_varnet.infer.restore`, for analysis.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .._files import atomic_write
 
 FORMAT = "pyro-varnet-checkpoint"
 VERSION = 2
@@ -50,51 +53,55 @@ def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None
         generator.set_state(state["generator"])
 
 
+#: first line of a checkpoint file; the second is ``sha256:<hex digest of the payload>``
+MAGIC = b"PYRO-VARNET-CHECKPOINT\n"
+#: what a checkpoint of each version must hold
+REQUIRED = {1: ("epoch", "params", "history"), 2: ("epoch", "model", "guide", "optimizer", "history", "rng")}
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then rename."""
+    """Write ``state`` to ``path`` atomically (a temporary file in the same folder, fsynced, then
+    renamed; the folder fsynced), with a SHA-256 checksum of the serialised payload that
+    :func:`load_checkpoint` verifies."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
+    payload = buffer.getvalue()
+    atomic_write(path, MAGIC + b"sha256:" + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint, raising :class:`CheckpointError` with the reason if it is unusable."""
+    """Read a checkpoint, raising :class:`CheckpointError` with a reason a person understands if
+    it is unusable: missing, truncated, altered (checksum), foreign, of an unknown version, or
+    lacking a part."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    blob = path.read_bytes()
+    source = io.BytesIO(blob)
+    if blob.startswith(MAGIC):
+        header, _, payload = blob[len(MAGIC) :].partition(b"\n")
+        if not header.startswith(b"sha256:"):
+            raise CheckpointError(f"checkpoint {path} is corrupt: its checksum line is damaged")
+        expected, actual = header[7:].decode(errors="replace"), hashlib.sha256(payload).hexdigest()
+        if expected != actual:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: its SHA-256 checksum does not match its contents "
+                f"(stored {expected[:12]}..., computed {actual[:12]}...); it was altered or damaged after writing"
+            )
+        source = io.BytesIO(payload)
+    try:  # earlier releases wrote the payload alone (no checksum)
+        state = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} is corrupt or not a pyro-varnet checkpoint ({e})") from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pyro-varnet checkpoint")
     if state.get("version") not in READABLE:
         raise CheckpointError(f"checkpoint {path} has version {state.get('version')}, this library reads {READABLE}")
+    missing = [k for k in REQUIRED[state["version"]] if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is incomplete: it has no {', '.join(missing)}")
     return state
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pyro
 import torch
 
-from .._device import module_device
+from .._device import fork_rng, module_device
 from . import checkpoint as ckpt
 from .batches import as_tensors, check_inputs, gather, num_batches, tensor_loader
 from .elbo import DecomposedELBO
 from .history import History
 from .loop import Callback, Loop, Step, initialize
-from .predict import BATCH_SIZE, MODES, _likelihood, predict
+from .predict import BATCH_SIZE, MODES, _likelihood, evaluating, predict, run_once
 from .schedules import Schedule, hold_then_decay, kl_warmup, linear_decay
 
 LR_SCHEDULES = ("linear", "hold-linear")
@@ -93,8 +93,8 @@ class SchedulerStep(Callback):
 class Checkpoint(Callback):
     """Writes the whole training state atomically to ``path`` after every epoch."""
 
-    def __init__(self, path, generator: torch.Generator | None = None) -> None:
-        self.path, self.generator = Path(path), generator
+    def __init__(self, path, generator: torch.Generator | None = None, config: Mapping | None = None) -> None:
+        self.path, self.generator, self.config = Path(path), generator, dict(config or {})
 
     def on_epoch_end(self, loop, epoch, metrics) -> None:
         step, module = loop.step, loop.step.loss_module
@@ -105,6 +105,7 @@ class Checkpoint(Callback):
             "scheduler": getattr(getattr(step, "scheduler_state_target", step.scheduler), "state_dict", dict)(),
             "history": loop.history.epochs,
             "rng": ckpt.rng_state(self.generator),
+            "config": self.config,
         }
         ckpt.save_checkpoint(self.path, state)
 
@@ -138,6 +139,36 @@ def _multiplier(lr_multipliers: Mapping[str, float] | None) -> Callable[[str], f
         return next((float(f) for pattern, f in patterns.items() if fnmatch.fnmatchcase(name, pattern)), 1.0)
 
     return mult
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__qualname__", type(fn).__name__)
+
+
+def _compare_config(saved: Mapping, now: Mapping, overrides: set, path) -> dict:
+    """The settings that differ between a checkpoint's run and this one, ``{key: (saved, now)}``;
+    raises :class:`CheckpointError` for any not in ``overrides``."""
+    changed = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
+    refused = {k: v for k, v in changed.items() if k not in overrides}
+    if refused:
+        what = ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in refused.items())
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} was trained with {what}; to change these, say so: "
+            f"overrides={sorted(refused)} (varnet train --override {','.join(sorted(refused))})"
+        )
+    return changed
+
+
+def _set_base_lr(step, lr: float) -> None:
+    """A new base learning rate for a resumed run (each group keeps its multiplier and the
+    scheduler's position)."""
+    sched = step.scheduler_state_target
+    for i, group in enumerate(step.optimizer.param_groups):
+        factor = group["lr"] / group["initial_lr"] if group.get("initial_lr") else 1.0
+        group["initial_lr"] = lr * group.get("lr_mult", 1.0)
+        group["lr"] = group["initial_lr"] * factor
+        if sched is not None and hasattr(sched, "base_lrs"):
+            sched.base_lrs[i] = group["initial_lr"]
 
 
 def _schedule(lr_schedule, epochs: int) -> Schedule | None:
@@ -222,6 +253,8 @@ def fit(
     progress: bool = True,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    config: Mapping | None = None,
+    overrides: Iterable[str] = (),
 ) -> History:
     r"""Train ``guide`` (and the model's deterministic parameters) by SVI on ``train_data``.
 
@@ -280,10 +313,19 @@ def fit(
     :param device: move model and guide there (default: where the model's parameters are);
         batches follow. :param dtype: convert model and guide to this floating dtype;
         floating inputs follow the model's dtype.
+    :param config: more settings of the run (JSON values, e.g. the CLI's model, prior and guide
+        names) stored in the checkpoint with fit's own (``lr``, ``batch_size``, ``lr_schedule``,
+        ``lr_multipliers``, ``lrt``, ``num_particles``, ``warmup_epochs``, ``seed``) and compared
+        on ``resume``: a difference raises :class:`~pyro_varnet.infer.CheckpointError` unless
+        its key is in ``overrides``; an accepted change is recorded in the next epoch's
+        ``override`` metric. (Guide families and priors are checked by the state dicts.)
     :returns: the :class:`History` of per-epoch metrics (``seconds`` is wall-clock time).
     """
     eval_modes = tuple(eval_modes)
     _check_args(epochs, batch_size, lr, eval_every, eval_modes, checkpoint, resume, scheduler_interval)
+    if test_data is not None and eval_samples < 1:
+        raise ValueError(f"expected eval_samples >= 1, got {eval_samples}")
+    schedule_name = lr_schedule if lr_schedule is None or isinstance(lr_schedule, str) else _name(lr_schedule)
     lr_schedule = _schedule(lr_schedule, epochs)
     if lr_schedule is not None and scheduler is not None:
         raise ValueError("pass either lr_schedule or scheduler, not both")
@@ -291,6 +333,22 @@ def fit(
         kl_weight = kl_warmup(0.0, warmup_epochs) if warmup_epochs > 0 else (lambda t: 1.0)
     lrt_opts = dict(lrt_options or {})
     lazy_weights = lrt_opts.pop("lazy_weights", True)
+    run_config = {
+        "lr": lr,
+        "batch_size": batch_size if as_tensors(train_data, "train_data") is not None else None,
+        "lr_schedule": schedule_name,
+        "lr_multipliers": dict(lr_multipliers or {}),
+        "lrt": lrt,
+        "lrt_options": {k: v for k, v in lrt_opts.items() if isinstance(v, bool | int | float | str)},
+        "num_particles": num_particles,
+        "warmup_epochs": warmup_epochs,
+        "seed": seed,
+        **dict(config or {}),
+    }
+    overrides = set(overrides)
+    if not overrides <= set(run_config):
+        unknown = sorted(overrides - set(run_config))
+        raise ValueError(f"unknown settings to override {unknown}; known: {sorted(run_config)}")
 
     if seed is not None:
         pyro.set_rng_seed(seed)
@@ -317,7 +375,7 @@ def fit(
     step.steps_per_epoch = num_batches(loader)
     if lr_schedule is not None and not step.steps_per_epoch:
         raise ValueError("lr_schedule needs training data with a length (len(train_data))")
-    history, start_epoch = History(), 0
+    history, start_epoch, changed = History(), 0, {}
     if resume and Path(checkpoint).exists():
         state = ckpt.load_checkpoint(checkpoint)
         if state["version"] < 2:
@@ -325,6 +383,7 @@ def fit(
                 f"checkpoint {checkpoint} has version {state['version']}: it can be restored for analysis "
                 "(pyro_varnet.infer.restore) but not resumed by this version"
             )
+        changed = _compare_config(state.get("config", {}), run_config, overrides, checkpoint)
         ckpt.load_modules(state, checkpoint, model, guide)
         step.build()
         try:
@@ -335,26 +394,34 @@ def fit(
             raise ckpt.CheckpointError(f"checkpoint {checkpoint}: its optimizer state does not fit ({e})") from e
         history, start_epoch = History(list(state["history"])), int(state["epoch"])
         ckpt.set_rng_state(state["rng"], generator)
+        if "lr" in changed:
+            _set_base_lr(step, lr)
     for m in (model, guide):
         if isinstance(m, torch.nn.Module):
             m.train()
 
+    pending = {"override": "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())} if changed else {}
     cbs: list = []
     if test is not None:
         cbs.append(Evaluate(test, train_subset, eval_modes, eval_samples, eval_batch_size, eval_lrt, eval_every))
     cbs.append(_EpochScheduler(step))
     if checkpoint is not None:
-        cbs.append(Checkpoint(checkpoint, generator))
+        cbs.append(Checkpoint(checkpoint, generator, run_config))
     cbs.extend(callbacks)
 
     def epoch_metrics() -> dict:
         group = step.optimizer.param_groups[0]
-        return {
+        out = {
             "lr": group["lr"] / group.get("lr_mult", 1.0),
             "kl_weight": kl_weight(loop.epoch),
             **{f"log_alpha/{k}": v for k, v in site_log_alpha(guide).items()},
+            **pending,
         }
+        pending.clear()  # the change is recorded once, in the first epoch after it
+        return out
 
+    if test is not None:
+        step.more_targets = [("test_data targets", test[1])]
     loop = Loop(step, loader, epochs, cbs, start_epoch, history, device, progress, epoch_metrics)
     return loop.run()
 
@@ -405,9 +472,23 @@ class _LazyStep(Step):
 
     def __call__(self, x, y, t=0.0):
         if self.optimizer is None:
-            initialize(self.loss_module.model, self.loss_module.guide, torch.zeros_like(x[:2]), y[:2])
+            model, guide = self.loss_module.model, self.loss_module.guide
+            initialize(model, guide, torch.zeros_like(x[:2]), y[:2])
+            self.check_targets(model, guide, x, [("train_data targets", y), *self.more_targets])
             self.build()
         return super().__call__(x, y, t)
+
+    more_targets: list = []
+
+    @staticmethod
+    def check_targets(model, guide, x, targets) -> None:
+        """Targets against the network's outputs (a label beyond the classes), before the first
+        step: one pass with the RNG forked and the modules in eval mode, so nothing changes."""
+        with fork_rng((x,), {}, model, guide), evaluating(model, guide), torch.no_grad():
+            out = run_once(model, guide, x[:2])
+        lik = _likelihood(model)
+        for what, y in targets:
+            lik.check_outputs(out, y, what)
 
 
 class _EpochScheduler(SchedulerStep):

@@ -13,6 +13,8 @@ its own::
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -93,11 +95,61 @@ class Callback:
     def on_fit_start(self, loop: Loop) -> None:
         pass
 
+    def on_step_end(self, loop: Loop, batch: int) -> None:
+        pass
+
     def on_epoch_end(self, loop: Loop, epoch: int, metrics: dict) -> None:
         pass
 
     def on_fit_end(self, loop: Loop) -> None:
         pass
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after a finished step; the last checkpoint (written at the
+    end of the last finished epoch) is intact, so ``resume`` continues exactly."""
+
+    def __init__(self, signum: int, epoch: int) -> None:
+        self.signum, self.epoch = signum, epoch
+        super().__init__(f"stopped by {signal.Signals(signum).name} during epoch {epoch}")
+
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal number: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + self.signum
+
+
+class StopOnSignal(Callback):
+    """Turn SIGINT / SIGTERM into a clean stop: the step under way finishes, nothing is written
+    half-way, and :class:`Interrupted` is raised (the handlers are restored first). A second
+    signal while a step is still running stops at once (``KeyboardInterrupt``)."""
+
+    def __init__(self, signals=(signal.SIGINT, signal.SIGTERM)) -> None:
+        self.signals, self.received, self._old = tuple(signals), None, {}
+
+    def _handler(self, signum, frame) -> None:
+        if self.received is not None:
+            self.restore()
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def on_fit_start(self, loop) -> None:
+        self.received = None
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._old = {s: signal.signal(s, self._handler) for s in self.signals}
+
+    def restore(self) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}
+
+    def on_step_end(self, loop, batch) -> None:
+        if self.received is not None:
+            self.restore()
+            raise Interrupted(self.received, loop.epoch)
+
+    def on_fit_end(self, loop) -> None:
+        self.restore()
 
 
 class _Plain(Callback):
@@ -178,6 +230,8 @@ class Loop:
                     sums = out if sums is None else {k: sums[k] + v for k, v in out.items()}
                     count += 1
                     bar.update()
+                    for cb in self.callbacks:
+                        cb.on_step_end(self, b)
                     if on_host or count % SYNC_EVERY == 0:
                         self._check_loss(out["loss"] if on_host else sums["loss"], epoch, f"batch {b}")
                         if self.progress and count % 10 == 0:
@@ -202,6 +256,9 @@ class Loop:
                         cb.on_epoch_end(self, epoch, metrics)
         finally:
             bar.close()
+            for cb in self.callbacks:
+                if isinstance(cb, StopOnSignal):
+                    cb.restore()
         for cb in self.callbacks:
             cb.on_fit_end(self)
         return self.history

@@ -170,7 +170,7 @@ def test_bad_engine_arguments():
         fit(model, guide, (x, y), scheduler_interval="batch", progress=False)
     with pytest.raises(TypeError, match="iterable of"):
         fit(model, guide, 5, progress=False)
-    with pytest.raises(ValueError, match="labels >= 0 below"):
+    with pytest.raises(ValueError, match="targets >= 0 below 4"):
         fit(model, guide, (x, y), test_data=(x, y + 200), progress=False)
     with pytest.raises(TypeError, match="integer labels"):
         fit(model, guide, (x, y.bool()), progress=False)
