@@ -264,7 +264,7 @@ class GaussianDropout(Family):
 
     :param str granularity: α per ``"layer"``, per output ``"neuron"`` or per ``"weight"``
         (VN eq. 14).
-    :param float init_log_alpha: initial log α (RECIPES: -5 in the PyTorch code).
+    :param float init_log_alpha: initial log α (-5 in the authors' PyTorch code).
     """
 
     name = "gaussian-dropout"
@@ -282,7 +282,7 @@ class GaussianDropout(Family):
 class Additive(Family):
     r"""Additive parameterization :math:`\mathcal{N}(\mu, \sigma^2)` (Molchanov et al. 2017).
 
-    :param float init_log_sigma2: initial log σ² (RECIPES: -10).
+    :param float init_log_sigma2: initial log σ² (-10, as Sparse VD).
     """
 
     name = "additive"
@@ -359,7 +359,7 @@ class Magnitude(Family):
     r"""WeightNorm magnitude :math:`q(g) = \mathcal{N}(m, \alpha m^2)` in the additive parameterization
     λ = m√α (WN eq. 29, 31); KL to the log-uniform prior by WN eq. 37.
 
-    :param float init_mean: initial m (RECIPES: g = 1). :param float init_log_alpha: initial log α.
+    :param float init_mean: initial m (g = 1, as the thesis). :param float init_log_alpha: initial log α.
     """
 
     name = "magnitude"

@@ -138,7 +138,7 @@ class LeNet5(_Net):
     """LeNet-5-Caffe: conv 20 (5×5) → pool → conv 50 (5×5) → pool → fc 500 → fc 10.
 
     ``batchnorm=True`` adds the authors' BatchNorm layers after conv1, conv2 and fc1
-    (RECIPES); their parameters are deterministic. ``activation="tanh", bias=False`` gives
+    (as in the authors' code); their parameters are deterministic. ``activation="tanh", bias=False`` gives
     the anti-symmetric networks of VN appendix C.
     """
 

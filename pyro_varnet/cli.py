@@ -540,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="varnet-demo", help="report folder")
     d.add_argument("--epochs", type=int, default=250)
     d.add_argument("--lr", type=float, default=3e-3)
-    d.add_argument("--samples", type=int, default=101, help="ensemble size (RECIPES: 101)")
+    d.add_argument("--samples", type=int, default=101, help="ensemble size (101, as the authors' toy experiment)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=demo)

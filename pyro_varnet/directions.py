@@ -85,7 +85,7 @@ def sample_angle(
 
     ``"truncated-normal"``: :math:`t\mathcal{N}_{[-\pi/2,\pi/2]}(0, \mathrm{scale}^2)`;
     ``"beta"``: stretched symmetric Beta, :math:`\pi(\theta - \tfrac12)`,
-    :math:`\theta \sim \mathcal{B}(\beta, \beta)` with β = ``scale`` (RECIPES: the thesis code
+    :math:`\theta \sim \mathcal{B}(\beta, \beta)` with β = ``scale`` (the thesis code
     used :math:`(\theta - \tfrac12)(\pi - 0.001)`). ``symmetric=False`` folds to [0, π/2].
     """
     check_choice("angle distribution", kind, ("truncated-normal", "beta"))

@@ -30,7 +30,7 @@ def kl_log_uniform(log_alpha: torch.Tensor) -> torch.Tensor:
     with the constant chosen so that the KL tends to 0 as α → ∞ (a zero-mean posterior).
     Finite with finite gradients for every log α, including +∞.
 
-    **References**: VN eq. 6-8; Molchanov et al. 2017, eq. 14; RECIPES (the -k1 constant).
+    **References**: VN eq. 6-8; Molchanov et al. 2017, eq. 14; the -k1 constant as in the authors' code.
     """
     return K1 - K1 * torch.sigmoid(K2 + K3 * log_alpha) + 0.5 * torch.nn.functional.softplus(-log_alpha)
 

@@ -8,7 +8,7 @@ Schedule = Callable[[float], float]
 
 
 def linear_decay(total_epochs: float) -> Schedule:
-    """Learning-rate multiplier decaying linearly from 1 to 0 over ``total_epochs`` (RECIPES, VN)."""
+    """Learning-rate multiplier decaying linearly from 1 to 0 over ``total_epochs`` (the VN authors' schedule)."""
     if total_epochs <= 0:
         raise ValueError(f"expected total_epochs > 0, got {total_epochs}")
     return lambda t: max(0.0, 1.0 - t / total_epochs)
@@ -25,7 +25,7 @@ def hold_then_decay(total_epochs: float, hold_fraction: float = 0.5) -> Schedule
 
 
 def kl_warmup(start: float, end: float) -> Schedule:
-    """KL weight 0 before epoch ``start``, rising linearly to 1 at ``end`` (RECIPES, Sparse VD)."""
+    """KL weight 0 before epoch ``start``, rising linearly to 1 at ``end`` (Sparse VD, Molchanov et al. 2017)."""
     if not 0 <= start <= end:
         raise ValueError(f"expected 0 <= start <= end, got start={start}, end={end}")
     if end == start:

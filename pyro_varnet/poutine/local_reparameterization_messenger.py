@@ -53,7 +53,7 @@ class LocalReparameterizationMessenger(WeightOpMessenger):
     orthogonal to :math:`\hat v` — the fix for the correlated-φ gradient variance that WN §4.2
     and §6 call for. (Convolutions keep one φ per mini-batch.)
 
-    :param float eps: added under the square root to keep gradients finite (RECIPES: 1e-16).
+    :param float eps: added under the square root to keep gradients finite (1e-16, as the authors' code).
     :param bool moment_matching: Gaussian moment matching for non-Gaussian weights.
     :param bool decorrelate_directions: per-object φ in weight-normalized dense layers.
     :param lazy_sites: names of Gaussian sites whose weight tensor is never used except by the

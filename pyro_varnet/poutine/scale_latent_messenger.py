@@ -14,7 +14,7 @@ class ScaleLatentMessenger(Messenger):
 
     :param float scale: β ≥ 0.
 
-    **References**: RECIPES (Sparse VD warm-up); Sønderby et al. 2016.
+    **References**: Molchanov et al. 2017 (Sparse VD warm-up); Sønderby et al. 2016.
     """
 
     def __init__(self, scale: float) -> None:

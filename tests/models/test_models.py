@@ -51,7 +51,7 @@ def test_paper_parameter_counts():
     model = Classifier(net, num_data=10)
     latent, _ = _sites(model, torch.rand(2, 1, 28, 28))
     sizes = {n: s["value"].numel() for n, s in latent.items()}
-    # RECIPES: conv1 500, conv2 25 000, fc1 400 000, fc2 5 000 (430 500 weights)
+    # LeNet-5-Caffe: conv1 500, conv2 25 000, fc1 400 000, fc2 5 000 (430 500 weights)
     assert sizes == {
         "net.conv1.weight": 500,
         "net.conv2.weight": 25000,
