@@ -410,7 +410,14 @@ def wn_report(args: argparse.Namespace) -> int:
 
 
 def compare_guides(args: argparse.Namespace) -> int:
-    from .analysis import compare, elbo_report, plot_kl_priors, plot_phase_transition, plot_sample_accuracies
+    from .analysis import (
+        compare,
+        elbo_report,
+        plot_elbo_decomposition,
+        plot_kl_priors,
+        plot_phase_transition,
+        plot_sample_accuracies,
+    )
 
     t0 = time.perf_counter()
     specs = args.guides.split(",")
@@ -431,6 +438,7 @@ def compare_guides(args: argparse.Namespace) -> int:
             num_draws=args.draws,
             name=spec,
             history=history,
+            seed=args.seed,
         )
         report.save(out / f"{spec}.nc")
         plot_phase_transition(history, out / f"phase_transition_{spec}.png", title=f"{spec}: phase transition")
@@ -438,8 +446,9 @@ def compare_guides(args: argparse.Namespace) -> int:
             report.sample_accuracies, report.metrics["acc_ensemble"], out / f"sample_accuracies_{spec}.png"
         )
         reports[spec] = report
-    table, markdown, az_table = compare(reports)
+    table, markdown, az_table = compare(reports, ic=args.ic)
     plot_kl_priors(out / "kl_priors.png")
+    plot_elbo_decomposition(reports, out / "elbo_decomposition.png")
     (out / "table.md").write_text(markdown + "\n")
     summary = {
         name: {
@@ -456,7 +465,9 @@ def compare_guides(args: argparse.Namespace) -> int:
     print("\nVN Table 1 as measured (ELBO, data term and KL in nats):\n" + markdown)
     if az_table is not None:
         az_table.to_csv(out / "az_compare.csv")
-        print("\naz.compare on pointwise test log-likelihoods (LOO):\n" + az_table.to_string())
+        print(f"\naz.compare on pointwise test log-likelihoods ({args.ic.upper()}):\n" + az_table.to_string())
+        for warning in az_table.attrs["warnings"]:
+            print(f"warning: {warning}")
     print(f"\nreport in {out}/ ({time.perf_counter() - t0:.0f} s)")
     return 0
 
@@ -556,7 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="train several guides and compare their ELBO reports (VN Table 1)")
     c.add_argument("--guides", default="zero-mean-fc1,layer,neuron,weight,additive", help="comma list of guide specs")
     c.add_argument("--out", default=None, help="report folder")
-    c.add_argument("--draws", type=int, default=20, help="single weight samples for Fig. 4 and LOO")
+    c.add_argument(
+        "--draws",
+        type=_positive,
+        default=100,
+        help="iid weight draws for Fig. 4, LOO and the ArviZ export (PSIS-LOO wants ~100 or more)",
+    )
+    c.add_argument("--ic", choices=("loo", "waic"), default="loo", help="information criterion of az.compare")
     c.add_argument("--elbo-samples", type=int, default=3, help="passes over the training set for the data term")
     _add_training_args(c)
     c.set_defaults(func=compare_guides)

@@ -1,12 +1,14 @@
 """ELBO decomposition and reports, ArviZ export, comparison tables and the papers' figures."""
 
 from .elbo import elbo_decomposition
+from .inference_data import LOG_ALPHA_CLIP, as_trace
 from .plots import (
     kl_student_t_quadrature,
     layer_samples,
     plot_activation_levels,
     plot_attack_curves,
     plot_bottleneck,
+    plot_elbo_decomposition,
     plot_kl_priors,
     plot_phase_transition,
     plot_prior_phase_transitions,
@@ -15,11 +17,15 @@ from .plots import (
     plot_sample_accuracies,
 )
 from .pruning import plot_prune_curve, prune_curve
-from .report import ELBOReport, compare, elbo_report, mmd_bound
+from .report import ELBOReport, compare, elbo_report, ic_diagnostics, mmd_bound
 from .weightnorm import plot_weightnorm_posteriors, structured_sparsity, weightnorm_posteriors
 
 __all__ = [
     "ELBOReport",
+    "LOG_ALPHA_CLIP",
+    "as_trace",
+    "ic_diagnostics",
+    "plot_elbo_decomposition",
     "compare",
     "elbo_decomposition",
     "elbo_report",

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from ..infer.predict import evaluating, run_once
 from ..poutine import local_reparameterization
+from .inference_data import layer_of
 
 
 @torch.no_grad()
@@ -94,6 +95,40 @@ def plot_phase_transition(history, path=None, title: str = "Phase transition (VN
         ax.plot(df["epoch"][rows], 100 * df[c][rows], marker="o", ms=3, label=labels[c])
     ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=title, ylim=(0, 100))
     ax.legend()
+    return _save(fig, path)
+
+
+def plot_elbo_decomposition(histories, path=None, title: str = "ELBO decomposition per epoch (VN Table 1)") -> Figure:
+    r"""The ELBO's parts over training for each guide, side by side (shared y axis): the
+    negative data term :math:`-\mathbb{E}_q\log p(T\mid X,W)` and the KL of each site (and
+    their sum), in nats, as :func:`~pyro_varnet.infer.fit` records them per epoch. The picture
+    behind VN Table 1: which guides pay in KL and which in data fit.
+
+    :param histories: ``{guide name: History, DataFrame or ELBOReport}``.
+    """
+    if not histories:
+        raise ValueError("expected at least one history")
+    frames = {}
+    for name, h in histories.items():
+        h = getattr(h, "history", h)  # an ELBOReport
+        df = h.to_dataframe() if hasattr(h, "to_dataframe") else h
+        missing = [c for c in ("epoch", "data", "kl") if c not in df.columns]
+        if missing or not len(df):
+            raise ValueError(f"history {name!r} has no {missing or 'epochs'}; pass the History that fit returned")
+        frames[name] = df
+    fig = Figure(figsize=(4 * len(frames) + 1, 4))
+    axes = fig.subplots(1, len(frames), sharey=True, squeeze=False)[0]
+    for ax, (name, df) in zip(axes, frames.items()):
+        ax.plot(df["epoch"], -df["data"], color="black", lw=2, marker="o", ms=3, label="− data term")
+        ax.plot(df["epoch"], df["kl"], color="tab:red", lw=2, ls="--", label="KL (total)")
+        for col in (c for c in df.columns if c.startswith("kl/")):
+            ax.plot(df["epoch"], df[col], marker=".", ms=3, lw=1, label=f"KL {layer_of(col[3:])}")
+        ax.set(xlabel="epoch", title=name)
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("nats (symlog)")
+    axes[-1].legend(fontsize=7, loc="best")
+    fig.suptitle(title)
     return _save(fig, path)
 
 

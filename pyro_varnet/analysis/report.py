@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyro
 import torch
+from pyro import poutine
 
+from .._device import fork_rng
 from .._sites import unwrap
 from ..infer.history import History
 from ..infer.predict import BATCH_SIZE, _likelihood, evaluating, one_sample, prepare_inputs
+from ..metrics import RegressionPrediction
 from .elbo import elbo_decomposition
+from .inference_data import MAX_WEIGHTS, SiteCapture, build_inference_data, site_priors, versions
 
 TABLE_ROWS = (
     ("ELBO", "elbo"),
@@ -50,14 +57,22 @@ class ELBOReport:
     metrics: dict[str, float]
     log_alpha: dict[str, float]
     mmd_bound: dict[str, float]
+    #: the main metric of each single weight draw (accuracy, or RMSE for regressors; VN Fig. 4)
     sample_accuracies: list[float]
     pointwise_log_lik: np.ndarray  # (draws, test objects): log p(y_n | x_n, W_s)
-    site_summaries: dict[str, np.ndarray]  # per draw: "norm/<site>"
-    sigma_norms: dict[str, float]
     y_test: np.ndarray
     history: History = field(default_factory=History)
     #: what ``sample_accuracies`` holds per draw: ``"acc"`` (classifiers) or ``"rmse"`` (regressors)
     sample_metric: str = "acc"
+    #: per latent site: its draws (full and per neuron), q's σ and log α, family and prior
+    sites: dict[str, SiteCapture] = field(default_factory=dict)
+    #: (draws, test objects[, outputs]): a target drawn from p(y | x, W_s) per draw
+    predictive: np.ndarray | None = None
+    #: (draws, test objects, classes): class probabilities per draw (classifiers)
+    probs: np.ndarray | None = None
+    model_name: str = ""
+    seed: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def table_rows(self) -> tuple:
@@ -68,64 +83,75 @@ class ELBOReport:
             return getattr(self, key)
         return 100 * self.metrics[key] if key.startswith(("acc", "cov")) else self.metrics[key]
 
-    def to_inference_data(self):
-        """An :class:`arviz.InferenceData` with ``posterior`` (per-draw layer summaries and the
-        layers' log α and ‖σ‖), ``log_likelihood`` (pointwise test log-likelihood for
-        ``az.loo`` / ``az.compare``), ``sample_stats`` (the training trace, per epoch) and
-        ``observed_data``."""
-        import arviz as az
+    @property
+    def num_draws(self) -> int:
+        return int(self.pointwise_log_lik.shape[0])
 
-        draws = self.pointwise_log_lik.shape[0]
-        posterior = {f"w_{k.replace('/', '__')}": v[None] for k, v in self.site_summaries.items()}
-        for site, la in self.log_alpha.items():
-            posterior[f"q_log_alpha__{site}"] = np.full((1, draws), la)
-        for site, s in self.sigma_norms.items():
-            posterior[f"q_sigma_norm__{site}"] = np.full((1, draws), s)
-        trace = self.history.to_dataframe() if len(self.history) else None
-        sample_stats, dims = None, {"obs": ["test_object"]}
-        if trace is not None:
-            numeric = trace.select_dtypes("number")
-            sample_stats = {c.replace("/", "__"): numeric[c].to_numpy()[None, None] for c in numeric.columns}
-            dims.update({k: ["epoch"] for k in sample_stats})
-        return az.from_dict(
-            posterior=posterior,
-            log_likelihood={"obs": self.pointwise_log_lik[None]},
-            sample_stats=sample_stats,
-            observed_data={"obs": self.y_test},
-            dims=dims,
-            attrs={"guide": self.name, "elbo": self.elbo, "data_term": self.data, "kl": self.kl},
-        )
+    def to_inference_data(self, weights: bool = True):
+        """An :class:`arviz.InferenceData` following ArviZ's schema: ``posterior`` (draws of
+        every weight site from q with dims named after its layer, q's σ and log α per weight,
+        per-neuron norms, σ-norms and log α), ``sample_stats`` (per-draw test metric),
+        ``log_likelihood`` and ``observed_data`` (for ``az.loo`` / ``az.compare``),
+        ``posterior_predictive`` (for ``az.plot_ppc``) and ``training`` (the training trace,
+        dim ``epoch``; :func:`~pyro_varnet.analysis.as_trace` makes it plottable by
+        ``az.plot_trace``). The layout, and how log α = +∞ is stored, are documented in
+        :mod:`pyro_varnet.analysis.inference_data`.
+
+        :param bool weights: include the per-weight variables of the sites whose draws were
+            kept (``elbo_report(max_weights=...)``); per-neuron variables are always there.
+        """
+        return build_inference_data(self, weights=weights)
 
     def save(self, path) -> None:
         """Write :meth:`to_inference_data` as netCDF."""
         self.to_inference_data().to_netcdf(str(path))
 
 
-def _site_sigma_norms(guide) -> dict[str, float]:
+def _sample_target(prediction) -> torch.Tensor:
+    """One target per object from the prediction of one weight draw: a class from the
+    log-probabilities, or a value from the Gaussian of a regressor."""
+    if isinstance(prediction, RegressionPrediction):
+        loc, scale = prediction.loc[0], prediction.scale[0]  # (N, D)
+        y = torch.normal(loc, scale)
+        return y.squeeze(-1) if prediction.scalar else y
+    return torch.distributions.Categorical(logits=prediction).sample()
+
+
+def _captures(model, guide, x, max_weights) -> dict[str, SiteCapture]:
+    """Empty captures for every latent site of the guide, with q's σ and log α."""
+    guide_trace = poutine.trace(guide).get_trace(x[:1])
+    model_trace = poutine.trace(poutine.replay(model, guide_trace)).get_trace(x[:1])
+    names = [n for n, s in guide_trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]]
+    priors = site_priors(model_trace, names)
+    log_alpha = guide.log_alpha() if hasattr(guide, "log_alpha") else {}
     out = {}
-    for name, q in getattr(guide, "distributions", dict)().items():
-        base, _ = unwrap(q)
-        if hasattr(base, "scale"):
-            out[name] = float(base.scale.detach().norm())
+    for name in names:
+        site = guide_trace.nodes[name]
+        family = guide.site(name).signature() if hasattr(guide, "site") else type(unwrap(site["fn"])[0]).__name__
+        shape = tuple(site["value"].shape)
+        full = max_weights is None or int(np.prod(shape)) <= max_weights
+        out[name] = SiteCapture(name, shape, family, priors[name], full, site["fn"], log_alpha.get(name))
     return out
 
 
 @torch.no_grad()
-def _draws(model, guide, x, y, num_draws, batch_size, metric):
-    """Per weight draw: pointwise test log-likelihood, the main metric (accuracy or RMSE), NLL
-    and weight norms."""
+def _draws(model, guide, x, y, num_draws, batch_size, metric, captures, keep_probs):
+    """Per weight draw: pointwise test log-likelihood, the main metric (accuracy or RMSE), NLL,
+    a predictive target per object (and class probabilities), and the draw's weights."""
     lik = _likelihood(model)
-    logliks, scores, nlls, norms = [], [], [], {}
-    with evaluating(model, guide):
-        for _ in range(num_draws):
-            prediction, guide_trace = one_sample(model, guide, x, batch_size)
-            logliks.append(lik.log_lik(prediction, y).double().cpu().numpy())
-            m = lik.metrics(prediction, y)
-            scores.append(m[metric])
-            nlls.append(m["nll"])
-            for name in getattr(guide, "site_names", []):
-                norms.setdefault(f"norm/{name}", []).append(float(guide_trace.nodes[name]["value"].norm()))
-    return np.stack(logliks), scores, float(np.mean(nlls)), {k: np.array(v) for k, v in norms.items()}
+    logliks, scores, nlls, targets, probs = [], [], [], [], []
+    for _ in range(num_draws):
+        prediction, guide_trace = one_sample(model, guide, x, batch_size)
+        logliks.append(lik.log_lik(prediction, y).double().cpu().numpy())
+        m = lik.metrics(prediction, y)
+        scores.append(m[metric])
+        nlls.append(m["nll"])
+        targets.append(_sample_target(prediction).cpu().numpy())
+        if keep_probs and not isinstance(prediction, RegressionPrediction):
+            probs.append(prediction.exp().float().cpu().numpy())
+        for name, capture in captures.items():
+            capture.add(guide_trace.nodes[name]["value"])
+    return np.stack(logliks), scores, float(np.mean(nlls)), np.stack(targets), np.stack(probs) if probs else None
 
 
 def elbo_report(
@@ -135,10 +161,13 @@ def elbo_report(
     test_data: tuple[torch.Tensor, torch.Tensor],
     num_samples: int = 20,
     elbo_samples: int = 10,
-    num_draws: int = 50,
+    num_draws: int = 100,
     batch_size: int = BATCH_SIZE,
     name: str = "guide",
     history: History | None = None,
+    max_weights: int | None = MAX_WEIGHTS,
+    keep_probs: bool = True,
+    seed: int | None = None,
 ) -> ELBOReport:
     r"""Everything VN Tables 1-2 report about a trained guide.
 
@@ -148,25 +177,44 @@ def elbo_report(
       NLL, interval coverage) by mean propagation, one weight sample, the
       ``num_samples``-sample ensemble and the zero-mean approximation (Table 2, Fig. 3);
     - mean log α per site and the MMD bound of VN Theorem 1 for each Gaussian-dropout site;
-    - ``num_draws`` single-weight-sample accuracies (Fig. 4; RMSEs for regressors) and
-      pointwise test log-likelihoods per draw (for ``az.loo``).
+    - ``num_draws`` iid weight draws from q, each applied to the whole test set: its metric
+      (Fig. 4), pointwise test log-likelihoods (for ``az.loo``; PSIS needs many draws —
+      ArviZ's Pareto-k threshold is :math:`\min(1 - 1/\log_{10} S, 0.7)`, 0.5 at 100
+      draws), a predictive target per object, class probabilities (``keep_probs``) and the
+      weights themselves — in full for sites with at most ``max_weights`` weights (``None``:
+      all), per output neuron for every site (see :meth:`ELBOReport.to_inference_data`).
+
+    :param int seed: seed the draws (the global RNG state is restored afterwards); ``None``
+        draws from the current state. Recorded in the InferenceData's attrs.
     """
     from ..infer.fit import evaluate, site_log_alpha
 
+    if num_draws < 1:
+        raise ValueError(f"expected num_draws >= 1, got {num_draws}")
+    if max_weights is not None and max_weights < 0:
+        raise ValueError(f"expected max_weights >= 0 or None, got {max_weights}")
     x_test, y_test = test_data
     x_test = prepare_inputs(model, guide, x_test)
     y_test = y_test.to(x_test.device)
-    elbo = elbo_decomposition(model, guide, train_data, num_samples=elbo_samples, batch_size=batch_size)
-    metrics = evaluate(model, guide, (x_test, y_test), ("mean", "ensemble", "zero_mean"), num_samples, batch_size)
-    metric = "acc" if "acc_mean" in metrics else "rmse"
-    log_alpha = site_log_alpha(guide)
-    bounds = {}
-    for site, la in getattr(guide, "log_alpha", dict)().items():
-        if torch.isfinite(la).all():
-            bounds[site] = mmd_bound(la)
-    # "sample": one weight draw for the whole test set, averaged over the num_draws draws
-    loglik, accs, metrics["nll_sample"], norms = _draws(model, guide, x_test, y_test, num_draws, batch_size, metric)
+    with fork_rng((x_test,), {}, model, guide) if seed is not None else contextlib.nullcontext():
+        if seed is not None:
+            pyro.set_rng_seed(seed)
+        elbo = elbo_decomposition(model, guide, train_data, num_samples=elbo_samples, batch_size=batch_size)
+        metrics = evaluate(model, guide, (x_test, y_test), ("mean", "ensemble", "zero_mean"), num_samples, batch_size)
+        metric = "acc" if "acc_mean" in metrics else "rmse"
+        log_alpha = site_log_alpha(guide)
+        bounds = {}
+        for site, la in getattr(guide, "log_alpha", dict)().items():
+            if torch.isfinite(la).all():
+                bounds[site] = mmd_bound(la)
+        # "sample": one weight draw for the whole test set, averaged over the num_draws draws
+        with evaluating(model, guide), torch.no_grad():
+            captures = _captures(model, guide, x_test, max_weights)
+            loglik, accs, metrics["nll_sample"], targets, probs = _draws(
+                model, guide, x_test, y_test, num_draws, batch_size, metric, captures, keep_probs
+            )
     metrics[f"{metric}_sample"] = float(np.mean(accs))
+    inner = getattr(model, "net", None)
     return ELBOReport(
         name=name,
         elbo=elbo["elbo"],
@@ -178,11 +226,15 @@ def elbo_report(
         mmd_bound=bounds,
         sample_accuracies=accs,
         pointwise_log_lik=loglik,
-        site_summaries=norms,
-        sigma_norms=_site_sigma_norms(guide),
         y_test=y_test.cpu().numpy(),
         history=history or History(),
         sample_metric=metric,
+        sites=captures,
+        predictive=targets,
+        probs=probs,
+        model_name=type(model).__name__ + (f"({type(inner).__name__})" if inner is not None else ""),
+        seed=seed,
+        versions=dict(versions()),
     )
 
 
@@ -194,23 +246,102 @@ def _markdown(df) -> str:
     return "\n".join(lines)
 
 
-def compare(reports: Mapping[str, ELBOReport] | list[ELBOReport], ic: str = "loo"):
-    """VN Table 1 for several guides, plus ArviZ's ranking.
+def ic_diagnostics(idata, ic: str = "loo") -> dict:
+    r"""ArviZ's reliability diagnostics of an information criterion on one InferenceData.
 
+    LOO (PSIS): the Pareto shape k of each test object's importance ratios; ArviZ trusts
+    objects with :math:`k \le \min(1 - 1/\log_{10} S, 0.7)` for S draws. WAIC: objects whose
+    posterior variance of the log predictive density exceeds 0.4 (ArviZ's warning).
+    Returns ``{"ic", "p", "bad", "n", "k_max", "good_k", "draws"}`` (``k_*`` for LOO only).
+    """
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reported by the caller, in words
+        if ic == "loo":
+            e = az.loo(idata, pointwise=True)
+            k = np.asarray(e.pareto_k)
+            good = float(e.good_k)
+            return {
+                "ic": ic,
+                "p": float(e.p_loo),
+                "bad": int((k > good).sum()),
+                "n": int(k.size),
+                "k_max": float(np.nanmax(k)),
+                "good_k": good,
+                "draws": int(e.n_samples),
+            }
+        if ic == "waic":
+            e = az.waic(idata, pointwise=True)
+            ll = idata.log_likelihood["obs"].values.reshape(-1, idata.log_likelihood["obs"].shape[-1])
+            var = ll.var(0, ddof=1)
+            return {
+                "ic": ic,
+                "p": float(e.p_waic),
+                "bad": int((var > 0.4).sum()),
+                "n": int(var.size),
+                "draws": int(e.n_samples),
+            }
+    raise ValueError(f"expected ic 'loo' or 'waic', got {ic!r}")
+
+
+def _ic_warning(name: str, d: dict) -> str | None:
+    if not d["bad"]:
+        return None
+    if d["ic"] == "loo":
+        return (
+            f"LOO is unreliable for {name!r}: Pareto k > {d['good_k']:.2f} for {d['bad']} of {d['n']} test "
+            f"objects (max {d['k_max']:.2f}, p_loo {d['p']:.1f}, {d['draws']} draws), so its "
+            f"elpd and rank are not to be trusted. More draws raise ArviZ's threshold and sharpen k "
+            f"(elbo_report(num_draws=...), CLI --draws); compare(..., ic='waic') is the other estimate, "
+            f"though it fails in the same situations."
+        )
+    return (
+        f"WAIC is unreliable for {name!r}: the posterior variance of the log predictive density is > 0.4 "
+        f"for {d['bad']} of {d['n']} test objects (p_waic {d['p']:.1f}, {d['draws']} draws); try more draws "
+        f"or ic='loo' for its Pareto-k diagnostics."
+    )
+
+
+def compare(reports: Mapping[str, ELBOReport] | list[ELBOReport], ic: str = "loo"):
+    """VN Table 1 for several guides, plus ArviZ's ranking with its reliability stated.
+
+    :param str ic: ``"loo"`` (PSIS-LOO, default) or ``"waic"``.
     :returns: ``(table, markdown, az_table)``: a :class:`pandas.DataFrame` with rows ELBO,
         data term, KL, mean-propagation and test-time-averaging accuracy and one column per
-        guide; the same rendered as markdown; and ``az.compare`` on the pointwise test
-        log-likelihoods (``None`` with fewer than two reports).
+        guide; the same rendered as markdown, followed by a warning line per guide whose
+        estimate ArviZ does not trust; and ``az.compare`` on the pointwise test
+        log-likelihoods (``None`` with fewer than two reports) with the diagnostics as columns
+        (LOO: ``pareto_k_max``, ``pareto_k_bad``; WAIC: ``waic_var_bad``) and the warnings
+        in ``az_table.attrs["warnings"]``.
     """
     import arviz as az
     import pandas as pd
 
+    if ic not in ("loo", "waic"):
+        raise ValueError(f"expected ic 'loo' or 'waic', got {ic!r}")
     if not isinstance(reports, Mapping):
         reports = {r.name: r for r in reports}
+    if not reports:
+        raise ValueError("expected at least one report")
     rows = next(iter(reports.values())).table_rows
     table = pd.DataFrame({name: [r.row(key) for _, key in rows] for name, r in reports.items()})
     table.index = [label for label, _ in rows]
+    markdown = _markdown(table)
     az_table = None
     if len(reports) >= 2:
-        az_table = az.compare({name: r.to_inference_data() for name, r in reports.items()}, ic=ic)
-    return table, _markdown(table), az_table
+        idatas = {name: r.to_inference_data(weights=False) for name, r in reports.items()}
+        diagnostics = {name: ic_diagnostics(idata, ic) for name, idata in idatas.items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the same diagnostics, stated below in words
+            az_table = az.compare(idatas, ic=ic)
+        if ic == "loo":
+            az_table["pareto_k_max"] = [diagnostics[n]["k_max"] for n in az_table.index]
+            az_table["pareto_k_bad"] = [diagnostics[n]["bad"] for n in az_table.index]
+        else:
+            az_table["waic_var_bad"] = [diagnostics[n]["bad"] for n in az_table.index]
+        notes = [w for n in az_table.index if (w := _ic_warning(n, diagnostics[n]))]
+        az_table.attrs["warnings"] = notes
+        if notes:
+            markdown += "\n\n" + "\n".join(f"> {w}" for w in notes)
+    return table, markdown, az_table

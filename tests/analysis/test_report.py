@@ -59,9 +59,10 @@ def test_report_contents(trained):
 
 def test_inference_data_and_az_compare(trained, tmp_path):
     idata = trained["layer"].to_inference_data()
-    assert {"posterior", "log_likelihood", "sample_stats", "observed_data"} <= set(idata.groups())
+    assert {"posterior", "log_likelihood", "sample_stats", "observed_data", "training"} <= set(idata.groups())
     assert idata.log_likelihood["obs"].shape == (1, 12, 100)
-    assert idata.sample_stats["elbo"].shape[-1] == 6  # one value per training epoch
+    assert idata.training["elbo"].shape == (6,)  # one value per training epoch
+    assert idata.sample_stats["test_acc"].shape == (1, 12)  # one value per weight draw
     # 12 draws are too few for reliable Pareto-k diagnostics: ArviZ says so, rightly; this
     # test checks the plumbing, not the LOO estimate
     with warnings.catch_warnings():
