@@ -29,6 +29,12 @@ from pyro_varnet.distributions import (
 GRANULARITIES = ("layer", "neuron", "weight")
 
 
+def _floor(weight: torch.Tensor) -> float:
+    """A positive floor for |w| (exact zeros in trained weights): 1e-3 of their RMS, at least tiny."""
+    rms = float(weight.double().square().mean().sqrt()) if weight.numel() else 0.0
+    return max(1e-3 * rms, torch.finfo(weight.dtype).tiny)
+
+
 def _uniform_init(shape: torch.Size) -> torch.Tensor:
     """U(±1/√fan_in), the initialisation of θ and of the zero-mean σ in the authors' code."""
     fan_in = math.prod(shape[1:]) if len(shape) > 1 else math.prod(shape)
@@ -69,6 +75,13 @@ class SiteGuide(PyroModule):
         """One of the site's parameters (for the device and dtype of tensors made from nothing)."""
         return next(self.parameters())
 
+    @torch.no_grad()
+    def init_from(self, weight: torch.Tensor, delta: float) -> None:
+        r"""Start q at trained weights ``weight`` with relative spread ``delta`` (MOPED: mean w,
+        standard deviation δ|w|). Families without a free mean start with the same second
+        moment (a variance layer: σ = |w|)."""
+        raise NotImplementedError(f"the family {self.signature()} cannot start from pretrained weights")
+
 
 class ZeroMeanSite(SiteGuide):
     r""":math:`q(w) = \mathcal{N}(0, \sigma^2)`; σ stored as ``log_sigma`` (paper) or signed (code)."""
@@ -94,6 +107,15 @@ class ZeroMeanSite(SiteGuide):
     def log_alpha(self) -> torch.Tensor:
         return self._param().new_full(self.shape, math.inf)
 
+    @torch.no_grad()
+    def init_from(self, weight: torch.Tensor, delta: float) -> None:
+        # zero mean: keep E[w^2] = w^2 per weight, sigma = |w|
+        sigma = weight.abs().clamp_min(_floor(weight))
+        if self.parameterization == "log":
+            self.log_sigma.copy_(sigma.log())
+        else:
+            self.sigma.copy_(sigma)
+
 
 class GaussianDropoutSite(SiteGuide):
     r""":math:`q(w) = \mathcal{N}(\theta, \alpha\theta^2)` with α shared per layer, neuron or weight."""
@@ -116,6 +138,12 @@ class GaussianDropoutSite(SiteGuide):
     def log_alpha(self) -> torch.Tensor:
         return self.log_alpha_param.expand(self.shape)
 
+    @torch.no_grad()
+    def init_from(self, weight: torch.Tensor, delta: float) -> None:
+        # N(theta, alpha theta^2) with sigma = delta |theta|: alpha = delta^2 at every granularity
+        self.theta.copy_(weight)
+        self.log_alpha_param.fill_(2 * math.log(delta))
+
 
 class AdditiveSite(SiteGuide):
     r""":math:`q(w) = \mathcal{N}(\mu, \sigma^2)` with free ``mu`` and ``log_sigma2``."""
@@ -127,6 +155,11 @@ class AdditiveSite(SiteGuide):
 
     def base(self) -> dist.Normal:
         return dist.Normal(self.mu, (0.5 * self.log_sigma2).exp(), validate_args=False)
+
+    @torch.no_grad()
+    def init_from(self, weight: torch.Tensor, delta: float) -> None:
+        self.mu.copy_(weight)
+        self.log_sigma2.copy_(2 * (delta * weight.abs().clamp_min(_floor(weight))).log())
 
 
 class SymmetricVarianceSite(SiteGuide):
@@ -146,6 +179,12 @@ class SymmetricVarianceSite(SiteGuide):
 
     def log_alpha(self) -> torch.Tensor:
         return self.theta.new_full(self.shape, math.inf)
+
+    @torch.no_grad()
+    def init_from(self, weight: torch.Tensor, delta: float) -> None:
+        # the same second moment: Var(theta * eps) = theta^2 Var(eps) = w^2
+        unit_std = float(self.distribution(torch.ones(()), validate_args=False).variance.sqrt())
+        self.theta.copy_(weight.abs().clamp_min(_floor(weight)) / unit_std)
 
 
 class UniformVarianceSite(SymmetricVarianceSite):
@@ -172,6 +211,10 @@ class DropoutSite(SiteGuide):
 
     def base(self) -> InputDropout:
         return InputDropout(self.theta, self.p)
+
+    @torch.no_grad()
+    def init_from(self, weight: torch.Tensor, delta: float) -> None:
+        self.theta.copy_(weight)  # dropout's rate p is the family's; delta does not apply
 
     def signature(self) -> str:
         return f"{type(self).__name__}(p={self.p})"

@@ -85,18 +85,30 @@ class NetworkGuide(PyroModule):
             if site_matches(name, key):
                 return family
         # a Bayesian layer names its weight sites (and may suggest their families)
-        model = self.model[0]
-        owner, _, attr = name.rpartition(".")
-        module = None
-        if isinstance(model, nn.Module):
-            try:
-                module = model.get_submodule(owner) if owner else model
-            except AttributeError:
-                module = None
+        module, attr = self._owner(name)
         suggested = getattr(module, "guide_families", {})
         if attr not in suggested:
             return self.others
         return self.default if suggested[attr] is None else make_family(suggested[attr])
+
+    def _owner(self, name: str):
+        """The module that owns site ``name`` and the attribute's name (None if not a module's)."""
+        model = self.model[0]
+        owner, _, attr = name.rpartition(".")
+        if not isinstance(model, nn.Module):
+            return None, attr
+        try:
+            return (model.get_submodule(owner) if owner else model), attr
+        except AttributeError:
+            return None, attr
+
+    def _pretrained(self, name: str):
+        """(weight, delta) when the site's layer was given trained weights to start from
+        (:meth:`~pyro_varnet.models.BayesLinear.start_from`)."""
+        module, attr = self._owner(name)
+        if attr != "weight" or getattr(module, "pretrained_weight", None) is None:
+            return None
+        return module.pretrained_weight, module.pretrained_delta
 
     def _setup_prototype(self, *args, **kwargs) -> None:
         like = reference_tensor(self.model[0], args, kwargs)
@@ -116,6 +128,9 @@ class NetworkGuide(PyroModule):
                 continue  # local latent variables (e.g. unobserved labels) stay with the model
             fn = site["fn"]
             self._add_site(name, self._family_for(name).build_site(fn.shape(), fn.support), like)
+            start = self._pretrained(name)
+            if start is not None:
+                self.site(name).init_from(*start)
         unused = [k for k in self.families if not any(site_matches(n, k) for n in self._names)]
         if unused:
             raise ValueError(f"family selectors {unused} match no latent site; sites are {self._names}")

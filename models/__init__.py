@@ -1,6 +1,7 @@
 """Bayesian layers and the papers' networks (installed as ``pyro_varnet.models``)."""
 
-from .layers import BayesConv2d, BayesLinear
+from .convert import bayesian, convertible_layers
+from .layers import BayesConv1d, BayesConv2d, BayesLinear
 from .likelihoods import BinaryClassifier, Classifier, Likelihood, Regressor
 from .networks import MLP, LeNet5, LeNet300_100, LeNet500_300, ToyNet, VGGLike
 from .weightnorm import (
@@ -15,6 +16,7 @@ from .weightnorm import (
 
 __all__ = [
     "MLP",
+    "BayesConv1d",
     "BayesConv2d",
     "BayesLinear",
     "BinaryClassifier",
@@ -32,5 +34,7 @@ __all__ = [
     "WeightNormLinear",
     "WNLeNet5",
     "WNLeNet300_100",
+    "bayesian",
+    "convertible_layers",
     "set_stochastic",
 ]

@@ -63,6 +63,35 @@ class _BayesLayer(PyroModule):
         # the bias is a deterministic parameter (lecture: "deterministic parameters")
         self.bias = nn.Parameter(torch.empty(out).uniform_(-1, 1) / math.sqrt(fan_in)) if bias else None
 
+    def start_from(self, weight: torch.Tensor, delta: float = 0.1) -> None:
+        r"""Let the guide start q(w) at trained weights: means at ``weight`` and standard
+        deviations ``delta``·|w| (MOPED, Krishnan et al. 2020), in each family's own terms (see
+        :meth:`~pyro_varnet.guides.families.SiteGuide.init_from`). Read by
+        :class:`~pyro_varnet.guides.NetworkGuide` when it builds its sites; kept as a
+        non-persistent buffer, so it follows ``.to()`` and stays out of checkpoints."""
+        if not self.is_bayesian:
+            raise ValueError("a deterministic layer (prior=None) has no weight distribution to initialise")
+        if not (isinstance(delta, int | float) and delta > 0 and math.isfinite(delta)):
+            raise ValueError(f"expected delta > 0, got {delta!r}")
+        expected = self._prior_shape()
+        weight = weight.detach()
+        if weight.shape != expected:
+            if weight.dim() + 1 == len(expected) and weight.unsqueeze(-2).shape == expected:  # Conv1d kernels
+                weight = weight.unsqueeze(-2)
+            else:
+                raise ValueError(f"expected a weight of shape {tuple(expected)}, got {tuple(weight.shape)}")
+        if not bool(torch.isfinite(weight).all()):
+            raise ValueError("the pretrained weight has NaN or infinite entries")
+        self.register_buffer("pretrained_weight", weight.clone(), persistent=False)
+        self.pretrained_delta = float(delta)
+
+    def _prior_shape(self) -> torch.Size:
+        if hasattr(self, "_prior_args"):
+            return torch.Size(self._prior_args[1])
+        if hasattr(self, "in_features"):
+            return torch.Size([self.out_features, self.in_features])
+        return torch.Size([self.out_channels, self.in_channels // self.groups, *self.kernel_size])
+
     @property
     def is_bayesian(self) -> bool:
         return self.prior is not None
@@ -169,3 +198,42 @@ class BayesConv2d(_BayesLayer):
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, prior={self.prior!r}"
         )
+
+
+class BayesConv1d(BayesConv2d):
+    r"""1-D convolution with a prior over its kernel, run as a 2-D convolution of height 1.
+
+    Arguments as :class:`torch.nn.Conv1d`, plus ``prior``, ``prior_scale`` and ``df`` as in
+    :class:`BayesLinear`. Inputs are (N, C, L). The kernel's sample site has the shape
+    (out, in/groups, 1, k) of the equivalent 2-D kernel, so that every handler (local
+    reparameterization, stacked weights, pruning, mean propagation) treats it as the 2-D
+    convolution it is; ``nn.Conv1d`` weights map to it with ``w.unsqueeze(2)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int],
+        stride: int | tuple[int] = 1,
+        padding: int | tuple[int] | str = 0,
+        dilation: int | tuple[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        prior: PriorSpec = "log-uniform",
+        prior_scale: float = 1.0,
+        df: float = 1e-16,
+    ) -> None:
+        (k,) = nn.modules.utils._single(kernel_size)
+        (s,), (d,) = nn.modules.utils._single(stride), nn.modules.utils._single(dilation)
+        pad = padding if isinstance(padding, str) else (0, nn.modules.utils._single(padding)[0])
+        super().__init__(in_channels, out_channels, (1, k), (1, s), pad, (1, d), groups, bias, prior, prior_scale, df)
+        self.kernel_size_1d = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expected input of shape (N, {self.in_channels}, L), got {tuple(x.shape)}"
+            )
+        out = ops.conv2d(x.unsqueeze(2), self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return out.squeeze(2)
