@@ -508,6 +508,17 @@ _SUPPORTS = {
 }
 
 
+def plain_support(support):
+    """``support`` with torch's ``MixtureSameFamilyConstraint`` (a scale-mixture prior's support)
+    replaced by its components' support, which is the same set."""
+    if isinstance(support, constraints.independent):
+        return constraints.independent(plain_support(support.base_constraint), support.reinterpreted_batch_ndims)
+    mixture = getattr(constraints, "MixtureSameFamilyConstraint", None)
+    if mixture is not None and isinstance(support, mixture):
+        return plain_support(support.base_constraint)
+    return support
+
+
 def is_real(support) -> bool:
     """Whether ``support`` is the real line (possibly as ``independent(real, k)``)."""
     while isinstance(support, constraints.independent):

@@ -17,7 +17,7 @@ from pyro_varnet._device import reference_tensor
 from pyro_varnet._sites import site_matches
 from pyro_varnet.state import sync_from_param_store
 
-from .families import Family, SiteGuide, decode_support, encode_support, make_family
+from .families import Family, SiteGuide, decode_support, encode_support, make_family, plain_support
 
 
 def _key(name: str) -> str:
@@ -117,7 +117,7 @@ class NetworkGuide(PyroModule):
             # a point in the support (priors such as LogUniform cannot be sampled)
             if site["fn"].support.is_discrete:  # e.g. the labels when the guide is called without them
                 return site["fn"].sample()
-            t = transform_to(site["fn"].support)
+            t = transform_to(plain_support(site["fn"].support))
             shape = t.inv.forward_shape(site["fn"].shape())
             return t(like.new_zeros(shape))
 
@@ -127,7 +127,7 @@ class NetworkGuide(PyroModule):
             if site_is_subsample(site) or site["cond_indep_stack"]:
                 continue  # local latent variables (e.g. unobserved labels) stay with the model
             fn = site["fn"]
-            self._add_site(name, self._family_for(name).build_site(fn.shape(), fn.support), like)
+            self._add_site(name, self._family_for(name).build_site(fn.shape(), plain_support(fn.support)), like)
             start = self._pretrained(name)
             if start is not None:
                 self.site(name).init_from(*start)

@@ -6,14 +6,13 @@ import math
 from collections.abc import Callable
 
 import torch
-from pyro.nn import PyroModule, PyroParam, PyroSample
+from pyro.nn import PyroModule, PyroSample
 from torch import nn
-from torch.distributions import constraints
 
 from pyro_varnet import ops
-from pyro_varnet.distributions import ARD, make_prior
+from pyro_varnet.priors import Prior, build_prior
 
-PriorSpec = str | Callable[[torch.Size], object] | None
+PriorSpec = str | Prior | Callable[[torch.Size], object] | None
 
 
 def _check_positive_int(**kwargs: int) -> None:
@@ -29,35 +28,41 @@ class _BayesLayer(PyroModule):
     guide_families = {"weight": None}
 
     def _init_weight(self, shape: torch.Size, prior: PriorSpec, prior_scale: float, df: float) -> None:
-        self.prior = prior
         if not (isinstance(prior_scale, int | float) and prior_scale > 0 and math.isfinite(prior_scale)):
             raise ValueError(f"expected prior_scale to be a positive finite number, got {prior_scale!r}")
         if not df > 0:
             raise ValueError(f"expected degrees of freedom df > 0, got {df}")
-        # a scalar that follows .to() / .double(): the device and dtype of priors built at sample time
-        self.register_buffer("_like", torch.zeros(()), persistent=False)
         fan_in = math.prod(shape[1:])
         if prior is None:
+            self.prior = None
             self.weight = nn.Parameter(torch.empty(shape).uniform_(-1, 1) / math.sqrt(fan_in))
-        elif prior == "ard":
-            # VN eq. 11: lambda is an empirical-Bayes parameter of the model
-            self.prior_scale = PyroParam(torch.full(shape, float(prior_scale)), constraints.positive)
-            self.weight = PyroSample(lambda self: ARD(self.prior_scale).to_event(len(shape)))
-        elif callable(prior):
-            self.weight = PyroSample(prior(shape))
-        else:
-            make_prior(prior, shape, scale=prior_scale, df=df)  # checks the name now
-            self._prior_args = (prior, shape, prior_scale, df)
-            self._prior_cache: dict = {}
-            self.weight = PyroSample(lambda self: self._named_prior())
+            return
+        # the prior is an object of the layer: its hyperparameters (ARD's lambda) and latent
+        # sites (the horseshoe's scales) are named after it, e.g. net.fc1.weight_prior.tau
+        self.weight_prior = build_prior(prior, scale=prior_scale, df=df)
+        self.weight_prior.setup(shape)
+        #: the prior's name (or signature) — what checkpoints record and ``repr`` shows
+        self.prior = prior if isinstance(prior, str) else self.weight_prior.signature()
+        self._prior_cache: dict = {}
+        self.weight = PyroSample(lambda self: self._weight_prior())
 
-    def _named_prior(self):
-        """The named prior on the layer's device and dtype (built once per device and dtype)."""
-        key = (self._like.device, self._like.dtype)
+    def _weight_prior(self):
+        """p(w), built at sample time on the layer's device and dtype (once per device and dtype
+        for priors that depend on nothing else)."""
+        prior = self.weight_prior
+        if not prior.cacheable:
+            return prior()
+        key = (prior._like.device, prior._like.dtype)
         if key not in self._prior_cache:
-            name, shape, scale, df = self._prior_args
-            self._prior_cache[key] = make_prior(name, shape, scale=scale, df=df, like=self._like)
+            self._prior_cache[key] = prior()
         return self._prior_cache[key]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints of earlier releases kept ARD's lambda on the layer as "prior_scale"
+        old = f"{prefix}prior_scale_unconstrained"
+        if old in state_dict:
+            state_dict[f"{prefix}weight_prior.scale_unconstrained"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _init_bias(self, bias: bool, out: int, fan_in: int) -> None:
         # the bias is a deterministic parameter (lecture: "deterministic parameters")
@@ -86,8 +91,8 @@ class _BayesLayer(PyroModule):
         self.pretrained_delta = float(delta)
 
     def _prior_shape(self) -> torch.Size:
-        if hasattr(self, "_prior_args"):
-            return torch.Size(self._prior_args[1])
+        if getattr(self, "weight_prior", None) is not None:
+            return self.weight_prior.shape
         if hasattr(self, "in_features"):
             return torch.Size([self.out_features, self.in_features])
         return torch.Size([self.out_channels, self.in_channels // self.groups, *self.kernel_size])
@@ -98,12 +103,7 @@ class _BayesLayer(PyroModule):
 
     def get_extra_state(self) -> dict:
         """The prior's name, so that a checkpoint of another prior is refused on loading."""
-        prior = (
-            self.prior
-            if self.prior is None or isinstance(self.prior, str)
-            else getattr(self.prior, "__qualname__", type(self.prior).__name__)
-        )
-        return {"prior": prior}
+        return {"prior": self.prior}
 
     def set_extra_state(self, state: dict) -> None:
         if state["prior"] != self.get_extra_state()["prior"]:
@@ -115,10 +115,13 @@ class BayesLinear(_BayesLayer):
 
     :param int in_features: input size. :param int out_features: output size.
     :param bool bias: add a deterministic bias.
-    :param prior: ``"log-uniform"`` (default), ``"student-t"``, ``"ard"``, ``"normal"``, a
-        callable ``shape -> distribution`` (with all dims as event dims), or ``None`` for
-        an ordinary deterministic weight.
-    :param float prior_scale: λ initial value for ARD, σ for the normal prior.
+    :param prior: a registered name — ``"log-uniform"`` (default), ``"student-t"``, ``"ard"``,
+        ``"normal"``, ``"horseshoe"`` (see :mod:`pyro_varnet.priors`) —, a
+        :class:`~pyro_varnet.priors.Prior` instance (copied for the layer), a callable
+        ``shape -> distribution`` (with all dims as event dims), or ``None`` for an ordinary
+        deterministic weight.
+    :param float prior_scale: λ initial value for ARD, σ for the normal prior, the global
+        scale of the horseshoe.
     :param float df: degrees of freedom of the Student-t prior.
 
     **References**: VN §3 (variance layer), eq. 39-40 (its local reparameterization).

@@ -12,8 +12,8 @@ import torch
 
 from . import _json as json
 from . import data as datasets
-from .distributions import PRIORS
 from .infer.checkpoint import CheckpointError
+from .priors import prior_names
 from .runs import RunFolder, RunLockedError, RunWriter, safe_name
 
 MODELS = (
@@ -474,7 +474,7 @@ def compare_guides(args: argparse.Namespace) -> int:
 
 def _add_training_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--model", choices=MODELS, default="lenet5")
-    t.add_argument("--prior", choices=PRIORS, default="log-uniform")
+    t.add_argument("--prior", choices=prior_names(), default="log-uniform")
     t.add_argument(
         "--bayesian",
         default="",

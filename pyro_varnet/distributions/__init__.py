@@ -5,7 +5,6 @@ from .gaussian_dropout_normal import GaussianDropoutNormal
 from .input_dropout import InputDropout
 from .kl import KL_UNIFORM_LOG_UNIFORM, has_analytic_kl, kl_ard_optimal, kl_log_uniform, log_alpha_of
 from .log_uniform import LogUniform
-from .priors import PRIORS, make_prior
 from .student_t import StudentTPrior
 from .symmetric_bernoulli import SymmetricBernoulli
 from .symmetric_uniform import SymmetricUniform
@@ -18,7 +17,6 @@ __all__ = [
     "InputDropout",
     "KL_UNIFORM_LOG_UNIFORM",
     "LogUniform",
-    "PRIORS",
     "StudentTPrior",
     "SymmetricBernoulli",
     "SymmetricUniform",
@@ -28,6 +26,14 @@ __all__ = [
     "kl_ard_optimal",
     "kl_log_uniform",
     "log_alpha_of",
-    "make_prior",
     "optimal_ard_scale",
 ]
+
+
+def __getattr__(name: str):
+    # priors by name moved to pyro_varnet.priors (objects with a registry); kept importable here
+    if name in ("PRIORS", "make_prior"):
+        from pyro_varnet import priors
+
+        return getattr(priors, name)
+    raise AttributeError(f"module 'pyro_varnet.distributions' has no attribute {name!r}")

@@ -67,7 +67,7 @@ def test_layer_priors(prior, cls):
     latent, _ = _sites(model, torch.rand(2, 784))
     assert isinstance(unwrap(latent["net.fc1.weight"]["fn"])[0], cls)
     if prior == "ard":  # lambda is a learned model parameter
-        assert "net.fc1.prior_scale" in pyro.get_param_store()
+        assert "net.fc1.weight_prior.scale" in pyro.get_param_store()
 
 
 def test_bias_is_deterministic_parameter():
