@@ -462,11 +462,14 @@ class AutoSite(SiteGuide):
     def base(self) -> dist.Distribution:
         if is_real(self.support):
             return self._normal()
+        if _is_positive(self.support):  # exp of a Normal: a LogNormal, whose mean is known
+            return dist.LogNormal(self.loc, self.log_scale.exp(), validate_args=False)
         return dist.TransformedDistribution(self._normal().to_event(self.loc.dim()), self.transform)
 
     def forward(self) -> dist.Distribution:
         q = self.base()
-        return q.to_event(len(self.shape)) if is_real(self.support) else q
+        elementwise = is_real(self.support) or _is_positive(self.support)
+        return q.to_event(len(self.shape)) if elementwise else q
 
     def median(self) -> torch.Tensor:
         return self.transform(self.loc)
@@ -517,6 +520,15 @@ def plain_support(support):
     if mixture is not None and isinstance(support, mixture):
         return plain_support(support.base_constraint)
     return support
+
+
+def _is_positive(support) -> bool:
+    """Whether ``support`` is the half-line above 0, open or closed (``positive``, ``nonnegative``,
+    possibly as ``independent(..., k)``): ``biject_to`` maps it by exp alone."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    half_line = (constraints._GreaterThan, constraints._GreaterThanEq)
+    return isinstance(support, half_line) and float(support.lower_bound) == 0.0
 
 
 def is_real(support) -> bool:

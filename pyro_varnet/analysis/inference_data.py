@@ -60,9 +60,11 @@ def clip_log_alpha(a: np.ndarray) -> np.ndarray:
 
 
 def layer_of(site: str) -> str:
-    """The module path of a site without the likelihood's ``net.`` prefix: ``net.fc1.weight`` → ``fc1``;
-    a site of the model itself (no module) is its own layer."""
+    """The module path of a site without the likelihood's ``net.`` prefix: ``net.fc1.weight`` → ``fc1``,
+    ``net.fc1.weight_prior.lam`` → ``fc1``; a site of the model itself (no module) is its own layer."""
     owner = site.rpartition(".")[0] or site
+    if owner.endswith(".weight_prior"):  # a prior's own sites (the horseshoe's scales) belong to its layer
+        owner = owner[: -len(".weight_prior")]
     return owner[4:] if owner.startswith("net.") and len(owner) > 4 else owner
 
 

@@ -50,6 +50,10 @@ def test_horseshoe_owns_its_scales(local):
     guide = NetworkGuide(model, default="additive")
     guide(torch.randn(4, 2))
     assert isinstance(guide.site("net.fc1.weight_prior.tau"), AutoSite)  # log-normal q for a positive scale
+    assert isinstance(guide.site("net.fc1.weight_prior.tau").base(), dist.LogNormal)  # its mean is known
+    for mode in ("mean", "sample", "ensemble", "zero_mean"):
+        p = predict(model, guide, torch.randn(5, 2), mode=mode, num_samples=3)
+        assert p.shape == (5, 3) and torch.isfinite(p).all(), mode
     assert model.net.fc1.prior.startswith("horseshoe(")
 
 
