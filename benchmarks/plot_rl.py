@@ -11,8 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-from pyro_varnet.analysis.plots import plot_rl_curves
-from pyro_varnet.rl import final_score
+from pyro_varnet.experiments.plots import plot_rl_curves
+from pyro_varnet.experiments.rl import final_score
 
 
 def main() -> None:

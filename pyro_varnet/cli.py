@@ -335,9 +335,23 @@ def prune_run(args: argparse.Namespace) -> int:
     return 0
 
 
+class MissingExtraError(RuntimeError):
+    """A command needs an optional dependency that is not installed."""
+
+
+def _require(command: str, *modules: str) -> None:
+    """Refuse ``command`` in one line when the ``experiments`` extra is not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(f"varnet {command} needs {', '.join(missing)}: pip install 'pyro-varnet[experiments]'")
+
+
 def attack(args: argparse.Namespace) -> int:
-    from .adversarial import DeepEnsemble, PredictiveNet, attack_success_curve, random_targets
-    from .analysis.plots import plot_attack_curves
+    _require("attack", "torchattacks")
+    from .experiments.adversarial import DeepEnsemble, PredictiveNet, attack_success_curve, random_targets
+    from .experiments.plots import plot_attack_curves
 
     store = pyro.get_param_store()
     nets, test = {}, None
@@ -371,8 +385,9 @@ def attack(args: argparse.Namespace) -> int:
 
 
 def rl(args: argparse.Namespace) -> int:
-    from .analysis.plots import plot_rl_curves
-    from .rl import compare_exploration
+    _require("rl", "gymnasium")
+    from .experiments.plots import plot_rl_curves
+    from .experiments.rl import compare_exploration
 
     t0 = time.perf_counter()
     kinds = args.methods.split(",")
@@ -628,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: errors the CLI reports in one line (exit status 2); ``--debug`` shows their traceback
-USER_ERRORS = (OSError, ValueError, TypeError, CheckpointError, RunLockedError)
+USER_ERRORS = (OSError, ValueError, TypeError, CheckpointError, RunLockedError, MissingExtraError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,14 @@ import pyro
 import pytest
 import torch
 
-from pyro_varnet.adversarial import DeepEnsemble, PredictiveNet, attack_success_curve, random_targets
+pytest.importorskip("torchattacks", reason="needs the experiments extra")
+
+from pyro_varnet.experiments.adversarial import (  # noqa: E402
+    DeepEnsemble,
+    PredictiveNet,
+    attack_success_curve,
+    random_targets,
+)
 from pyro_varnet.guides import NetworkGuide, ZeroMean
 from pyro_varnet.models import MLP, Classifier
 

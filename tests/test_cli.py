@@ -144,3 +144,13 @@ def test_the_same_seed_gives_an_identical_run(tmp_path):
     a, b, c = ((run / "metrics.jsonl").read_bytes() for run in runs)
     assert a == b and a != c
     assert "seconds" not in json.loads(a.splitlines()[0]) and "Infinity" not in a.decode()
+
+
+def test_experiment_commands_say_which_extra_they_need(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gymnasium" else real(name, *a))
+    assert cli.main(["rl", "--episodes", "2", "--seeds", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'pyro-varnet[experiments]'" in err[0] and "gymnasium" in err[0]

@@ -23,6 +23,7 @@ NEEDS_MNIST = {
     "05_adversarial_and_rl.ipynb",
 }
 NO_FIGURES: set[str] = set()
+NEEDS_EXTRA = {"05_adversarial_and_rl.ipynb": ("torchattacks", "gymnasium")}
 HAVE_MNIST = os.path.isdir(os.path.join(os.environ.get("PYRO_VARNET_DATA", "/nonexistent"), "MNIST", "raw"))
 
 
@@ -36,6 +37,8 @@ def test_every_notebook_is_listed():
 def test_notebook_runs_in_smoke_mode(name, tmp_path, monkeypatch):
     if name in NEEDS_MNIST and not HAVE_MNIST:
         pytest.skip("MNIST not present under $PYRO_VARNET_DATA")
+    for module in NEEDS_EXTRA.get(name, ()):
+        pytest.importorskip(module, reason="needs the experiments extra")
     nb = nbformat.read(NOTEBOOKS_DIR / name, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
     monkeypatch.setenv("PYRO_VARNET_SMOKE", "1")

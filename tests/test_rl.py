@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
-from pyro_varnet.rl import (
+pytest.importorskip("gymnasium", reason="needs the experiments extra")
+
+from pyro_varnet.experiments.rl import (  # noqa: E402
     LAYERS,
     EpisodeNoiseLinear,
     Policy,

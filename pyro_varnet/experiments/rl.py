@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import check_choice
+from .._checks import check_choice
 
 LAYERS = ("deterministic", "parameter-noise", "variance")
 

@@ -19,8 +19,8 @@ import torchattacks
 from pyro import poutine
 from torch import nn
 
-from ._checks import check_choice
-from .poutine import mean_propagation
+from .._checks import check_choice
+from ..poutine import mean_propagation
 
 
 class PredictiveNet(nn.Module):
