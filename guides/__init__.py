@@ -24,6 +24,7 @@ from .families import (
     ZeroMean,
     ZeroMeanSite,
     make_family,
+    register_family,
 )
 from .network_guide import NetworkGuide
 
@@ -52,4 +53,5 @@ __all__ = [
     "ZeroMean",
     "ZeroMeanSite",
     "make_family",
+    "register_family",
 ]

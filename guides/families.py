@@ -582,6 +582,21 @@ FAMILIES = {
 }
 
 
+def register_family(name: str):
+    """Decorator: make a :class:`Family` subclass (or a factory returning one) available by
+    ``name`` (``NetworkGuide(default=name)``, ``families={...: name}``, the CLI's guide specs).
+    A family whose q is a ``Normal`` (or has a mean and variance, for moment matching) works
+    with every handler as it is: the new family is that one class."""
+
+    def decorate(factory):
+        if name in FAMILIES and FAMILIES[name] is not factory:
+            raise ValueError(f"a family called {name!r} is registered already")
+        FAMILIES[name] = factory
+        return factory
+
+    return decorate
+
+
 def make_family(spec: Family | str) -> Family:
     """A :class:`Family` from itself or from a name in :data:`FAMILIES`."""
     if isinstance(spec, Family):
