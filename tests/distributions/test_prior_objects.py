@@ -15,7 +15,7 @@ from pyro_varnet.guides import NetworkGuide
 from pyro_varnet.guides.families import AutoSite
 from pyro_varnet.infer import DecomposedELBO, fit, predict
 from pyro_varnet.models import MLP, BayesLinear, Classifier
-from pyro_varnet.priors import Horseshoe, Prior, build_prior, make_prior, prior_names, register_prior
+from pyro_varnet.priors import REGISTRY, Horseshoe, Prior, build_prior, make_prior, prior_names, register_prior
 
 
 def test_registry_names_and_errors():
@@ -115,7 +115,6 @@ def test_scale_mixture_prior_given_by_a_callable():
         BayesLinear(3, 2, prior=lambda shape: dist.Normal(0.0, 1.0))
 
 
-@register_prior("laplace-test")
 class LaplaceTest(Prior):
     """A user's prior in one class: Laplace(0, b) with a learnable b (a PyroParam)."""
 
@@ -132,7 +131,15 @@ class LaplaceTest(Prior):
         )
 
 
-def test_a_prior_registered_in_one_class_trains():
+@pytest.fixture
+def laplace_registered():
+    # what a user writes as a class decorator, undone afterwards so other tests see the library's priors
+    register_prior("laplace-test")(LaplaceTest)
+    yield
+    del REGISTRY["laplace-test"]
+
+
+def test_a_prior_registered_in_one_class_trains(laplace_registered):
     pyro.set_rng_seed(0)
     x, y = toy_problem(100, seed=0)
     model = Classifier(MLP([2, 16, 4], prior="laplace-test"), num_data=len(x))

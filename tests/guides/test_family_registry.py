@@ -9,7 +9,7 @@ from torch import nn
 
 from pyro_varnet.data import toy_problem
 from pyro_varnet.guides import Family, NetworkGuide, register_family
-from pyro_varnet.guides.families import SiteGuide
+from pyro_varnet.guides.families import FAMILIES, SiteGuide
 from pyro_varnet.infer import DecomposedELBO, fit, predict
 from pyro_varnet.models import MLP, Classifier
 
@@ -24,7 +24,6 @@ class SoftplusNormalSite(SiteGuide):
         return dist.Normal(self.loc, F.softplus(self.raw_scale), validate_args=False)
 
 
-@register_family("softplus-normal-test")
 class SoftplusNormal(Family):
     name = "softplus-normal-test"
 
@@ -32,7 +31,15 @@ class SoftplusNormal(Family):
         return SoftplusNormalSite(shape)
 
 
-def test_a_registered_family_trains_under_lrt():
+@pytest.fixture
+def registered():
+    # what a user writes as a class decorator, undone afterwards so other tests see the library's families
+    register_family("softplus-normal-test")(SoftplusNormal)
+    yield
+    del FAMILIES["softplus-normal-test"]
+
+
+def test_a_registered_family_trains_under_lrt(registered):
     x, y = toy_problem(100, seed=0)
     model = Classifier(MLP([2, 16, 4]), num_data=len(x))
     guide = NetworkGuide(model, default="softplus-normal-test")
