@@ -522,20 +522,24 @@ def plain_support(support):
     return support
 
 
+def _elementwise(support):
+    """``support`` without its ``independent(..., k)`` wrappers."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support
+
+
 def _is_positive(support) -> bool:
     """Whether ``support`` is the half-line above 0, open or closed (``positive``, ``nonnegative``,
     possibly as ``independent(..., k)``): ``biject_to`` maps it by exp alone."""
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
+    support = _elementwise(support)
     half_line = (constraints._GreaterThan, constraints._GreaterThanEq)
     return isinstance(support, half_line) and float(support.lower_bound) == 0.0
 
 
 def is_real(support) -> bool:
     """Whether ``support`` is the real line (possibly as ``independent(real, k)``)."""
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    return support is constraints.real
+    return _elementwise(support) is constraints.real
 
 
 def encode_support(support) -> list | None:

@@ -78,7 +78,7 @@ class _BayesLayer(PyroModule):
             raise ValueError("a deterministic layer (prior=None) has no weight distribution to initialise")
         if not (isinstance(delta, int | float) and delta > 0 and math.isfinite(delta)):
             raise ValueError(f"expected delta > 0, got {delta!r}")
-        expected = self._prior_shape()
+        expected = self.weight_prior.shape
         weight = weight.detach()
         if weight.shape != expected:
             if weight.dim() + 1 == len(expected) and weight.unsqueeze(-2).shape == expected:  # Conv1d kernels
@@ -89,13 +89,6 @@ class _BayesLayer(PyroModule):
             raise ValueError("the pretrained weight has NaN or infinite entries")
         self.register_buffer("pretrained_weight", weight.clone(), persistent=False)
         self.pretrained_delta = float(delta)
-
-    def _prior_shape(self) -> torch.Size:
-        if getattr(self, "weight_prior", None) is not None:
-            return self.weight_prior.shape
-        if hasattr(self, "in_features"):
-            return torch.Size([self.out_features, self.in_features])
-        return torch.Size([self.out_channels, self.in_channels // self.groups, *self.kernel_size])
 
     @property
     def is_bayesian(self) -> bool:
@@ -231,7 +224,6 @@ class BayesConv1d(BayesConv2d):
         (s,), (d,) = nn.modules.utils._single(stride), nn.modules.utils._single(dilation)
         pad = padding if isinstance(padding, str) else (0, nn.modules.utils._single(padding)[0])
         super().__init__(in_channels, out_channels, (1, k), (1, s), pad, (1, d), groups, bias, prior, prior_scale, df)
-        self.kernel_size_1d = k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[1] != self.in_channels:

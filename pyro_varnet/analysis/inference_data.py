@@ -112,8 +112,9 @@ class SiteCapture:
         if self.per_neuron:
             self.norms.append(value.reshape(self.shape[0], -1).norm(dim=1).float().cpu().numpy())
 
-    def variables(self) -> tuple[dict, dict]:
-        """Posterior variables ``{name: (draws, ...) array}`` and their dims."""
+    def variables(self, weights: bool = True) -> tuple[dict, dict]:
+        """Posterior variables ``{name: (draws, ...) array}`` and their dims; ``weights=False``
+        leaves out the per-weight ones."""
         num = len(self.norms) if self.per_neuron else len(self.draws)
         dims = site_dims(self.name, self.shape)
         out, out_dims = {}, {}
@@ -124,7 +125,7 @@ class SiteCapture:
             value = np.broadcast_to(value, (num, *value.shape)) if constant else value
             out[name], out_dims[name] = np.ascontiguousarray(value)[None], d
 
-        if self.full:
+        if self.full and weights:
             put(self.name, np.stack(self.draws), dims)
             put(f"{self.name}_sigma", self.sigma, dims, constant=True)
             la = None if self.log_alpha is None else clip_log_alpha(self.log_alpha)
@@ -209,9 +210,7 @@ def build_inference_data(report, weights: bool = True):
 
     posterior, dims = {}, {}
     for capture in report.sites.values():
-        if capture.full and not weights:
-            capture = _without_full(capture)
-        variables, var_dims = capture.variables()
+        variables, var_dims = capture.variables(weights)
         posterior.update(variables)
         dims.update(var_dims)
     y = np.asarray(report.y_test)
@@ -254,11 +253,16 @@ def build_inference_data(report, weights: bool = True):
     return idata
 
 
-def _without_full(capture: SiteCapture) -> SiteCapture:
-    light = object.__new__(SiteCapture)
-    light.__dict__.update(capture.__dict__)
-    light.full = False
-    return light
+def loo_data(report):
+    """Only what ``az.loo`` / ``az.compare`` read — the pointwise test log-likelihood — with the
+    one posterior variable ``az.loo`` insists on (each draw's total), for :func:`compare`."""
+    import arviz as az
+
+    return az.from_dict(
+        posterior={"test_log_lik": report.pointwise_log_lik.sum(-1)[None]},
+        log_likelihood={"obs": report.pointwise_log_lik[None]},
+        dims={"obs": ["test_object"]},
+    )
 
 
 def site_priors(model_trace, names) -> dict[str, str]:

@@ -19,7 +19,7 @@ from ..infer.history import History
 from ..infer.predict import BATCH_SIZE, _likelihood, evaluating, one_sample, prepare_inputs
 from ..metrics import RegressionPrediction
 from .elbo import elbo_decomposition
-from .inference_data import MAX_WEIGHTS, SiteCapture, build_inference_data, site_priors, versions
+from .inference_data import MAX_WEIGHTS, SiteCapture, build_inference_data, loo_data, site_priors, versions
 
 TABLE_ROWS = (
     ("ELBO", "elbo"),
@@ -330,7 +330,7 @@ def compare(reports: Mapping[str, ELBOReport] | list[ELBOReport], ic: str = "loo
     markdown = _markdown(table)
     az_table = None
     if len(reports) >= 2:
-        idatas = {name: r.to_inference_data(weights=False) for name, r in reports.items()}
+        idatas = {name: loo_data(r) for name, r in reports.items()}
         diagnostics = {name: ic_diagnostics(idata, ic) for name, idata in idatas.items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the same diagnostics, stated below in words
