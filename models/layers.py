@@ -10,6 +10,7 @@ from pyro.nn import PyroModule, PyroSample
 from torch import nn
 
 from pyro_varnet import ops
+from pyro_varnet._checks import check_positive_finite
 from pyro_varnet.priors import Prior, build_prior
 
 PriorSpec = str | Prior | Callable[[torch.Size], object] | None
@@ -28,8 +29,7 @@ class _BayesLayer(PyroModule):
     guide_families = {"weight": None}
 
     def _init_weight(self, shape: torch.Size, prior: PriorSpec, prior_scale: float, df: float) -> None:
-        if not (isinstance(prior_scale, int | float) and prior_scale > 0 and math.isfinite(prior_scale)):
-            raise ValueError(f"expected prior_scale to be a positive finite number, got {prior_scale!r}")
+        check_positive_finite("prior_scale", prior_scale)
         if not df > 0:
             raise ValueError(f"expected degrees of freedom df > 0, got {df}")
         fan_in = math.prod(shape[1:])
@@ -76,8 +76,7 @@ class _BayesLayer(PyroModule):
         non-persistent buffer, so it follows ``.to()`` and stays out of checkpoints."""
         if not self.is_bayesian:
             raise ValueError("a deterministic layer (prior=None) has no weight distribution to initialise")
-        if not (isinstance(delta, int | float) and delta > 0 and math.isfinite(delta)):
-            raise ValueError(f"expected delta > 0, got {delta!r}")
+        check_positive_finite("delta", delta)
         expected = self.weight_prior.shape
         weight = weight.detach()
         if weight.shape != expected:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 
@@ -9,6 +10,13 @@ def one_of(options: Iterable[str]) -> str:
     """``"'a', 'b' or 'c'"``: the options of an error message."""
     quoted = [repr(o) for o in options]
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def check_positive_finite(what: str, value) -> None:
+    """Raise ``ValueError("expected a positive finite {what}, got x")`` unless ``value`` is a
+    real number > 0 and finite."""
+    if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
+        raise ValueError(f"expected a positive finite {what}, got {value!r}")
 
 
 def check_choice(what: str, value, options: Iterable[str]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyro
 import torch
 
+from .._checks import check_positive_finite
 from .._device import fork_rng, module_device
 from . import checkpoint as ckpt
 from .batches import as_tensors, check_inputs, gather, num_batches, tensor_loader
@@ -132,8 +133,7 @@ def param_groups(loss_module: torch.nn.Module, lr: float, lr_multipliers: Mappin
 def _multiplier(lr_multipliers: Mapping[str, float] | None) -> Callable[[str], float]:
     patterns = dict(lr_multipliers or {})
     for pattern, factor in patterns.items():
-        if not (isinstance(factor, int | float) and factor > 0 and math.isfinite(factor)):
-            raise ValueError(f"expected a positive finite lr multiplier for {pattern!r}, got {factor!r}")
+        check_positive_finite(f"lr multiplier for {pattern!r}", factor)
 
     def mult(name: str) -> float:
         return next((float(f) for pattern, f in patterns.items() if fnmatch.fnmatchcase(name, pattern)), 1.0)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from pyro.nn import PyroParam
 from torch.distributions import constraints
 
+from .._checks import check_positive_finite
 from ..distributions import ARD
 from .base import Prior, register_prior
 
@@ -23,8 +22,7 @@ class ARDPrior(Prior):
     """
 
     def __init__(self, init_scale: float = 1.0) -> None:
-        if not (init_scale > 0 and math.isfinite(init_scale)):
-            raise ValueError(f"expected a positive finite init_scale, got {init_scale!r}")
+        check_positive_finite("init_scale", init_scale)
         super().__init__()
         self.init_scale = float(init_scale)
 
@@ -36,11 +34,12 @@ class ARDPrior(Prior):
         super().setup(shape)
         self.scale = PyroParam(torch.full(self.shape, self.init_scale), constraints.positive)
 
+    has_scale = True
+
     def set_scale(self, scale: torch.Tensor) -> None:
-        """Fix λ to ``scale`` (broadcast to the weight's shape; no longer learned), e.g. to
-        evaluate the prior at given values."""
+        """Fix λ to ``scale`` (no longer learned), e.g. to evaluate the prior at given values."""
         del self.scale
-        self.register_buffer("fixed_scale", torch.as_tensor(scale).detach().expand(self.shape).clone())
+        super().set_scale(scale)
 
     def distribution(self):
         scale = self.fixed_scale if hasattr(self, "fixed_scale") else self.scale

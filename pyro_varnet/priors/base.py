@@ -61,6 +61,8 @@ class Prior(PyroModule):
     name = "prior"
     #: True when :meth:`distribution` depends on nothing but the shape, device and dtype
     cacheable = False
+    #: True when the prior has a scale that :meth:`set_scale` may fix (reads ``fixed_scale``)
+    has_scale = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,6 +78,13 @@ class Prior(PyroModule):
     def setup(self, shape: torch.Size) -> None:
         """Called once by the layer with its weight's shape."""
         self.shape = torch.Size(shape)
+
+    def set_scale(self, scale: torch.Tensor) -> None:
+        """Fix the prior's scale to the tensor ``scale`` (broadcast to the weight's shape; a
+        ``fixed_scale`` buffer), as ``make_prior(..., scale=tensor)`` does. A prior without a
+        scale (log-uniform, Student-t) ignores it."""
+        if self.has_scale:
+            self.register_buffer("fixed_scale", torch.as_tensor(scale).detach().expand(self.shape).clone())
 
     def distribution(self) -> TorchDistribution:
         """p(w) over the whole weight tensor (all dims as event dims)."""
@@ -129,7 +138,7 @@ def make_prior(
     """
     prior = build_prior(name, scale=float(scale) if not torch.is_tensor(scale) else 1.0, df=df)
     prior.setup(torch.Size(shape))
-    if torch.is_tensor(scale) and hasattr(prior, "set_scale"):
+    if torch.is_tensor(scale):
         prior.set_scale(scale)
     if like is None:
         like = scale if torch.is_tensor(scale) else torch.zeros(())

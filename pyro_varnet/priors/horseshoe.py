@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from pyro.distributions import HalfCauchy, Normal
 from pyro.nn import PyroSample
 
-from .._checks import check_choice
+from .._checks import check_choice, check_positive_finite
 from .base import Prior, register_prior
 
 
@@ -32,9 +30,8 @@ class Horseshoe(Prior):
     """
 
     def __init__(self, global_scale: float = 1.0, local: str = "neuron", local_scale: float = 1.0) -> None:
-        for name, value in (("global_scale", global_scale), ("local_scale", local_scale)):
-            if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
-                raise ValueError(f"expected a positive finite {name}, got {value!r}")
+        check_positive_finite("global_scale", global_scale)
+        check_positive_finite("local_scale", local_scale)
         check_choice("horseshoe local scales", local, ("neuron", "weight"))
         super().__init__()
         self.global_scale, self.local_scale, self.local = float(global_scale), float(local_scale), local

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 from pyro.distributions import Normal
 
+from .._checks import check_positive_finite
 from .base import Prior, register_prior
 
 
@@ -17,10 +16,10 @@ class NormalPrior(Prior):
     """
 
     cacheable = True
+    has_scale = True
 
     def __init__(self, scale: float = 1.0) -> None:
-        if not (scale > 0 and math.isfinite(scale)):
-            raise ValueError(f"expected a positive finite scale, got {scale!r}")
+        check_positive_finite("scale", scale)
         super().__init__()
         self.scale = float(scale)
 
@@ -30,4 +29,5 @@ class NormalPrior(Prior):
 
     def distribution(self):
         zero = self._like.new_zeros(()).expand(self.shape)
-        return Normal(zero, zero + self.scale, validate_args=False).to_event(len(self.shape))
+        scale = getattr(self, "fixed_scale", self.scale)
+        return Normal(zero, zero + scale, validate_args=False).to_event(len(self.shape))

@@ -154,3 +154,12 @@ def test_make_prior_keeps_working():
     assert make_prior("normal", (3, 2), scale=2.0).base_dist.scale.max() == 2.0
     ard = make_prior("ard", (3,), scale=torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
     assert ard.base_dist.scale.dtype == torch.float64 and ard.base_dist.scale.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_make_prior_takes_a_tensor_scale_for_every_prior_with_a_scale():
+    # as make_prior always did for "normal" and "ard"; priors without a scale ignore it
+    s = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    for name in ("normal", "ard"):
+        base = make_prior(name, (2,), scale=s).base_dist
+        assert base.scale.dtype == torch.float64 and base.scale.tolist() == [0.5, 2.0], name
+    assert make_prior("log-uniform", (2,), scale=s).event_shape == (2,)
