@@ -15,7 +15,7 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import biject_to, constraints
 
-from pyro_varnet._checks import check_choice
+from pyro_varnet._checks import check_choice, check_positive_finite
 from pyro_varnet.distributions import (
     GaussianDropoutNormal,
     InputDropout,
@@ -25,6 +25,7 @@ from pyro_varnet.distributions import (
     ZeroMeanNormal,
     log_alpha_of,
 )
+from pyro_varnet.poutine.weight_rules import weight_rules
 
 GRANULARITIES = ("layer", "neuron", "weight")
 
@@ -42,15 +43,41 @@ def _uniform_init(shape: torch.Size) -> torch.Tensor:
     return torch.empty(shape).uniform_(-bound, bound)
 
 
-class SiteGuide(PyroModule):
-    """Variational parameters of one site; calling it returns q(w) with all dims as event."""
+def _check_finite(what: str, value) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value)):
+        raise ValueError(f"expected a finite {what}, got {value!r}")
 
-    exact_lrt = True  # q is Gaussian, so local reparameterization is exact
+
+def _check_init_scale(init_scale) -> None:
+    if init_scale is not None:
+        check_positive_finite("init_scale", init_scale)
+
+
+class SiteGuide(PyroModule):
+    """Variational parameters of one site; calling it returns q(w) with all dims as event.
+
+    A subclass checks its options in :meth:`check_options`, which its ``__init__`` and its
+    :class:`Family` (at construction, before any data is seen) both call: one copy of each check.
+    """
+
     support = constraints.real
 
-    def __init__(self, shape: torch.Size) -> None:
+    def __init__(self, shape: torch.Size, **options) -> None:
+        self.check_options(**options)
         super().__init__()
         self.shape = torch.Size(shape)
+
+    @classmethod
+    def check_options(cls, **options) -> None:
+        """Raise ``ValueError`` for options the family cannot be built with."""
+
+    @property
+    def exact_lrt(self) -> bool:
+        """Whether local reparameterization is exact for this site: the rules registered for its
+        q (:mod:`pyro_varnet.poutine.weight_rules`) give an exact rule (Gaussian q, dropout masks)."""
+        q = self.base()
+        rules = weight_rules(q)
+        return rules.local_reparameterization(q) is not None or rules.per_object_op(q) is not None
 
     def median(self) -> torch.Tensor:
         """The posterior median: the mean of these symmetric families."""
@@ -87,14 +114,18 @@ class ZeroMeanSite(SiteGuide):
     r""":math:`q(w) = \mathcal{N}(0, \sigma^2)`; σ stored as ``log_sigma`` (paper) or signed (code)."""
 
     def __init__(self, shape: torch.Size, parameterization: str = "signed", init_scale: float | None = None):
-        super().__init__(shape)
-        check_choice("parameterization", parameterization, ("log", "signed"))
+        super().__init__(shape, parameterization=parameterization, init_scale=init_scale)
         self.parameterization = parameterization
         sigma = _uniform_init(self.shape) if init_scale is None else torch.full(self.shape, float(init_scale))
         if parameterization == "log":
             self.log_sigma = nn.Parameter(sigma.abs().clamp_min(1e-8).log())
         else:
             self.sigma = nn.Parameter(sigma)
+
+    @classmethod
+    def check_options(cls, parameterization: str = "signed", init_scale: float | None = None) -> None:
+        check_choice("parameterization", parameterization, ("log", "signed"))
+        _check_init_scale(init_scale)
 
     def scale(self) -> torch.Tensor:
         if self.parameterization == "log":
@@ -121,7 +152,7 @@ class GaussianDropoutSite(SiteGuide):
     r""":math:`q(w) = \mathcal{N}(\theta, \alpha\theta^2)` with α shared per layer, neuron or weight."""
 
     def __init__(self, shape: torch.Size, granularity: str = "layer", init_log_alpha: float = -5.0):
-        super().__init__(shape)
+        super().__init__(shape, granularity=granularity, init_log_alpha=init_log_alpha)
         self.granularity = granularity
         alpha_shape = {
             "layer": (),
@@ -130,6 +161,11 @@ class GaussianDropoutSite(SiteGuide):
         }[granularity]
         self.theta = nn.Parameter(_uniform_init(self.shape))
         self.log_alpha_param = nn.Parameter(torch.full(alpha_shape, float(init_log_alpha)))
+
+    @classmethod
+    def check_options(cls, granularity: str = "layer", init_log_alpha: float = -5.0) -> None:
+        check_choice("alpha granularity", granularity, GRANULARITIES)
+        _check_finite("init_log_alpha", init_log_alpha)
 
     def base(self) -> GaussianDropoutNormal:
         # valid by construction (scale = sqrt(alpha)|theta| > 0): no per-step argument checks
@@ -149,9 +185,13 @@ class AdditiveSite(SiteGuide):
     r""":math:`q(w) = \mathcal{N}(\mu, \sigma^2)` with free ``mu`` and ``log_sigma2``."""
 
     def __init__(self, shape: torch.Size, init_log_sigma2: float = -10.0):
-        super().__init__(shape)
+        super().__init__(shape, init_log_sigma2=init_log_sigma2)
         self.mu = nn.Parameter(_uniform_init(self.shape))
         self.log_sigma2 = nn.Parameter(torch.full(self.shape, float(init_log_sigma2)))
+
+    @classmethod
+    def check_options(cls, init_log_sigma2: float = -10.0) -> None:
+        _check_finite("init_log_sigma2", init_log_sigma2)
 
     def base(self) -> dist.Normal:
         return dist.Normal(self.mu, (0.5 * self.log_sigma2).exp(), validate_args=False)
@@ -165,13 +205,16 @@ class AdditiveSite(SiteGuide):
 class SymmetricVarianceSite(SiteGuide):
     r""":math:`q(w) = \theta\,\varepsilon` with a fixed zero-mean noise ε; θ stored signed (|θ| is used)."""
 
-    exact_lrt = False  # not Gaussian: direct sampling, flipout or moment-matched LRT
-    distribution = SymmetricUniform
+    distribution = SymmetricUniform  # not Gaussian: direct sampling, flipout or moment-matched LRT
 
     def __init__(self, shape: torch.Size, init_scale: float | None = None):
-        super().__init__(shape)
+        super().__init__(shape, init_scale=init_scale)
         theta = _uniform_init(self.shape) if init_scale is None else torch.full(self.shape, float(init_scale))
         self.theta = nn.Parameter(theta)
+
+    @classmethod
+    def check_options(cls, init_scale: float | None = None) -> None:
+        _check_init_scale(init_scale)
 
     def base(self) -> dist.Distribution:
         scale = self.theta.abs().clamp_min(torch.finfo(self.theta.dtype).tiny)
@@ -202,12 +245,17 @@ class BernoulliVarianceSite(SymmetricVarianceSite):
 class DropoutSite(SiteGuide):
     r"""Binary dropout of the layer's inputs, :math:`W = \theta\,\mathrm{diag}(z)/(1-p)`."""
 
-    exact_lrt = True  # local_reparameterization masks the inputs per object: exact dropout
-
     def __init__(self, shape: torch.Size, p: float = 0.5):
-        super().__init__(shape)
+        super().__init__(shape, p=p)
+        if len(self.shape) < 2:
+            raise ValueError(f"binary dropout acts on a weight's inputs; got a site of shape {tuple(self.shape)}")
         self.p = p
         self.theta = nn.Parameter(_uniform_init(self.shape))
+
+    @classmethod
+    def check_options(cls, p: float = 0.5) -> None:
+        if not (isinstance(p, int | float) and 0 <= p < 1):
+            raise ValueError(f"expected a drop probability 0 <= p < 1, got {p!r}")
 
     def base(self) -> InputDropout:
         return InputDropout(self.theta, self.p)
@@ -227,9 +275,16 @@ class MagnitudeSite(SiteGuide):
     r""":math:`q(g) = \mathcal{N}(m, \lambda^2)` with :math:`\lambda = m\sqrt\alpha` optimised as log λ (WN eq. 31)."""
 
     def __init__(self, shape: torch.Size, init_mean: float = 1.0, init_log_alpha: float = -8.0):
-        super().__init__(shape)
+        super().__init__(shape, init_mean=init_mean, init_log_alpha=init_log_alpha)
         self.m = nn.Parameter(torch.full(self.shape, float(init_mean)))
         self.log_lambda = nn.Parameter(torch.full(self.shape, 0.5 * init_log_alpha + math.log(abs(init_mean))))
+
+    @classmethod
+    def check_options(cls, init_mean: float = 1.0, init_log_alpha: float = -8.0) -> None:
+        _check_finite("init_mean", init_mean)
+        if init_mean == 0:
+            raise ValueError("expected a non-zero init_mean (λ = m√α)")
+        _check_finite("init_log_alpha", init_log_alpha)
 
     def base(self) -> dist.Normal:
         return dist.Normal(self.m, self.log_lambda.exp(), validate_args=False)
@@ -241,9 +296,14 @@ class AngleSite(SiteGuide):
     exact_lrt = True  # drawn per object by the weight handlers (WN eq. 48)
 
     def __init__(self, shape: torch.Size, init_loc: float = 0.0, init_scale: float = 0.05):
-        super().__init__(shape)
+        super().__init__(shape, init_loc=init_loc, init_scale=init_scale)
         self.mu = nn.Parameter(torch.full(self.shape, float(init_loc)))
         self.log_sigma = nn.Parameter(torch.full(self.shape, math.log(init_scale)))
+
+    @classmethod
+    def check_options(cls, init_loc: float = 0.0, init_scale: float = 0.05) -> None:
+        _check_finite("init_loc", init_loc)
+        check_positive_finite("init_scale", init_scale)
 
     def base(self) -> TruncatedNormal:
         zero = torch.zeros_like(self.mu)
@@ -254,12 +314,26 @@ class AngleSite(SiteGuide):
 
 
 class Family:
-    """A variational family: a recipe that builds a :class:`SiteGuide` for a weight shape."""
+    """A variational family: a recipe that builds a :class:`SiteGuide` for a weight shape.
+
+    A subclass names its :class:`SiteGuide` class in ``site`` and passes its options to
+    ``Family.__init__`` by keyword: they are checked at once by the site's
+    :meth:`~SiteGuide.check_options`, kept as attributes and given to every site it builds.
+    """
 
     name = "family"
+    #: the SiteGuide class built with this family's options (or override :meth:`build`)
+    site: type[SiteGuide] | None = None
+
+    def __init__(self, **options) -> None:
+        if self.site is not None:
+            self.site.check_options(**options)
+        vars(self).update(options)
 
     def build(self, shape: torch.Size) -> SiteGuide:
-        raise NotImplementedError
+        if self.site is None:
+            raise NotImplementedError(f"{type(self).__name__} names no site class and has no build()")
+        return self.site(shape, **vars(self))
 
     #: the family's q is a distribution on the real line (checked against the prior's support)
     real_valued = True
@@ -291,15 +365,10 @@ class ZeroMean(Family):
     """
 
     name = "zero-mean"
+    site = ZeroMeanSite
 
     def __init__(self, parameterization: str = "signed", init_scale: float | None = None) -> None:
-        check_choice("parameterization", parameterization, ("log", "signed"))
-        if init_scale is not None and not init_scale > 0:
-            raise ValueError(f"expected init_scale > 0, got {init_scale}")
-        self.parameterization, self.init_scale = parameterization, init_scale
-
-    def build(self, shape: torch.Size) -> SiteGuide:
-        return ZeroMeanSite(shape, self.parameterization, self.init_scale)
+        super().__init__(parameterization=parameterization, init_scale=init_scale)
 
 
 class GaussianDropout(Family):
@@ -311,15 +380,10 @@ class GaussianDropout(Family):
     """
 
     name = "gaussian-dropout"
+    site = GaussianDropoutSite
 
     def __init__(self, granularity: str = "layer", init_log_alpha: float = -5.0) -> None:
-        check_choice("alpha granularity", granularity, GRANULARITIES)
-        if not math.isfinite(init_log_alpha):
-            raise ValueError(f"expected a finite init_log_alpha, got {init_log_alpha}")
-        self.granularity, self.init_log_alpha = granularity, init_log_alpha
-
-    def build(self, shape: torch.Size) -> SiteGuide:
-        return GaussianDropoutSite(shape, self.granularity, self.init_log_alpha)
+        super().__init__(granularity=granularity, init_log_alpha=init_log_alpha)
 
 
 class Additive(Family):
@@ -329,14 +393,10 @@ class Additive(Family):
     """
 
     name = "additive"
+    site = AdditiveSite
 
     def __init__(self, init_log_sigma2: float = -10.0) -> None:
-        if not math.isfinite(init_log_sigma2):
-            raise ValueError(f"expected a finite init_log_sigma2, got {init_log_sigma2}")
-        self.init_log_sigma2 = init_log_sigma2
-
-    def build(self, shape: torch.Size) -> SiteGuide:
-        return AdditiveSite(shape, self.init_log_sigma2)
+        super().__init__(init_log_sigma2=init_log_sigma2)
 
 
 class UniformVariance(Family):
@@ -350,14 +410,10 @@ class UniformVariance(Family):
     """
 
     name = "uniform"
+    site = UniformVarianceSite
 
     def __init__(self, init_scale: float | None = None) -> None:
-        if init_scale is not None and not init_scale > 0:
-            raise ValueError(f"expected init_scale > 0, got {init_scale}")
-        self.init_scale = init_scale
-
-    def build(self, shape: torch.Size) -> SiteGuide:
-        return UniformVarianceSite(shape, self.init_scale)
+        super().__init__(init_scale=init_scale)
 
 
 class BernoulliVariance(UniformVariance):
@@ -372,9 +428,7 @@ class BernoulliVariance(UniformVariance):
     """
 
     name = "bernoulli"
-
-    def build(self, shape: torch.Size) -> SiteGuide:
-        return BernoulliVarianceSite(shape, self.init_scale)
+    site = BernoulliVarianceSite
 
 
 class BinaryDropout(Family):
@@ -386,16 +440,10 @@ class BinaryDropout(Family):
     """
 
     name = "dropout"
+    site = DropoutSite
 
     def __init__(self, p: float = 0.5) -> None:
-        if not 0 <= p < 1:
-            raise ValueError(f"expected a drop probability 0 <= p < 1, got {p}")
-        self.p = p
-
-    def build(self, shape: torch.Size) -> SiteGuide:
-        if len(shape) < 2:
-            raise ValueError(f"binary dropout acts on a weight's inputs; got a site of shape {tuple(shape)}")
-        return DropoutSite(shape, self.p)
+        super().__init__(p=p)
 
 
 class Magnitude(Family):
@@ -406,16 +454,10 @@ class Magnitude(Family):
     """
 
     name = "magnitude"
+    site = MagnitudeSite
 
     def __init__(self, init_mean: float = 1.0, init_log_alpha: float = -8.0) -> None:
-        if not (math.isfinite(init_mean) and init_mean != 0 and math.isfinite(init_log_alpha)):
-            raise ValueError(
-                f"expected a finite non-zero init_mean and finite init_log_alpha, got {init_mean}, {init_log_alpha}"
-            )
-        self.init_mean, self.init_log_alpha = init_mean, init_log_alpha
-
-    def build(self, shape: torch.Size) -> SiteGuide:
-        return MagnitudeSite(shape, self.init_mean, self.init_log_alpha)
+        super().__init__(init_mean=init_mean, init_log_alpha=init_log_alpha)
 
 
 class Angle(Family):
@@ -427,14 +469,10 @@ class Angle(Family):
 
     name = "angle"
     real_valued = False  # q lives on [0, π/2], the support of the angle's uniform prior
+    site = AngleSite
 
     def __init__(self, init_loc: float = 0.0, init_scale: float = 0.05) -> None:
-        if not init_scale > 0:
-            raise ValueError(f"expected init_scale > 0, got {init_scale}")
-        self.init_loc, self.init_scale = init_loc, init_scale
-
-    def build(self, shape: torch.Size) -> SiteGuide:
-        return AngleSite(shape, self.init_loc, self.init_scale)
+        super().__init__(init_loc=init_loc, init_scale=init_scale)
 
 
 class AutoSite(SiteGuide):
@@ -449,12 +487,16 @@ class AutoSite(SiteGuide):
     exact_lrt = True  # q is Gaussian in its own space; such sites do not feed the layer ops
 
     def __init__(self, shape: torch.Size, support=constraints.real, init_scale: float = 0.1) -> None:
-        super().__init__(shape)
+        super().__init__(shape, init_scale=init_scale)
         self.support = support
         self.transform = biject_to(support)
         unconstrained = self.transform.inv.forward_shape(self.shape)
         self.loc = nn.Parameter(torch.zeros(unconstrained))  # the feasible point T(0), as AutoNormal's default
         self.log_scale = nn.Parameter(torch.full(unconstrained, math.log(init_scale)))
+
+    @classmethod
+    def check_options(cls, init_scale: float = 0.1) -> None:
+        check_positive_finite("init_scale", init_scale)
 
     def _normal(self) -> dist.Normal:
         return dist.Normal(self.loc, self.log_scale.exp(), validate_args=False)
@@ -486,14 +528,10 @@ class Auto(Family):
     """
 
     name = "auto"
+    site = AutoSite
 
     def __init__(self, init_scale: float = 0.1) -> None:
-        if not init_scale > 0:
-            raise ValueError(f"expected init_scale > 0, got {init_scale}")
-        self.init_scale = init_scale
-
-    def build(self, shape: torch.Size) -> SiteGuide:
-        return AutoSite(shape, constraints.real, self.init_scale)
+        super().__init__(init_scale=init_scale)
 
     def build_site(self, shape: torch.Size, support=constraints.real) -> SiteGuide:
         return AutoSite(shape, constraints.real if support is None else support, self.init_scale)
@@ -589,8 +627,10 @@ FAMILIES = {
 def register_family(name: str):
     """Decorator: make a :class:`Family` subclass (or a factory returning one) available by
     ``name`` (``NetworkGuide(default=name)``, ``families={...: name}``, the CLI's guide specs).
-    A family whose q is a ``Normal`` (or has a mean and variance, for moment matching) works
-    with every handler as it is: the new family is that one class."""
+    A family whose q is a ``Normal`` works with every handler as it is; a q of a new
+    distribution type registers :class:`~pyro_varnet.poutine.WeightRules` for it
+    (:func:`~pyro_varnet.poutine.register_weight_rules`: its local reparameterization, mean
+    point, pruning σ). Example: ``tests/guides/cauchy_family.py``."""
 
     def decorate(factory):
         if name in FAMILIES and FAMILIES[name] is not factory:

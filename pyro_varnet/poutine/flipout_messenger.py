@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .weight_op_messenger import WeightOpMessenger
+from .weight_rules import weight_rules
 
 
 def _signs(shape, like: torch.Tensor) -> torch.Tensor:
@@ -21,14 +22,16 @@ class FlipoutMessenger(WeightOpMessenger):
     :math:`r_n, s_n` per object (per input / output channel for convolutions). It needs only
     one weight sample per batch and works for families without an exact local
     reparameterization (Bernoulli and uniform variance layers, WeightNorm noise).
-    The perturbation of each element must be symmetric about the mean; a sampled bias is
+    The perturbation of each element must be symmetric about its centre, the rules'
+    :meth:`~pyro_varnet.poutine.weight_rules.WeightRules.point` (the mean); a sampled bias is
     used as drawn.
 
     **References**: Wen et al. 2018 (Flipout), eq. 4.
     """
 
     def _record(self, name, base):
-        return None if getattr(base, "is_zero_mean", False) else base.mean
+        rules = weight_rules(base)
+        return None if rules.is_zero_mean(base) else rules.point(base)
 
     def _answer(self, op, bias_view, x, w_mean, b_info, w, b, kwargs):
         if x.dim() == 4:

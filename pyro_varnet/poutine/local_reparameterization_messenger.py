@@ -7,10 +7,10 @@ from collections.abc import Container
 
 import torch
 import torch.nn.functional as F
-from pyro.distributions import Normal
 
 from .._sites import unwrap
 from .weight_op_messenger import WeightOpMessenger, op_arguments
+from .weight_rules import Moments, weight_rules
 
 
 def per_object_tangent_projection(x: torch.Tensor, v_norm: torch.Tensor) -> torch.Tensor:
@@ -30,16 +30,19 @@ def per_object_tangent_projection(x: torch.Tensor, v_norm: torch.Tensor) -> torc
 class LocalReparameterizationMessenger(WeightOpMessenger):
     r"""Replace weight sampling by output sampling in :func:`pyro_varnet.ops.linear` / ``conv2d``.
 
-    Every sample site the handler sees drawn (in the guide, or from a prior) whose
-    distribution is Gaussian is remembered with its mean and variance; values replayed or
-    conditioned from elsewhere keep what was remembered when they were drawn. When such a
-    sampled weight reaches an op, the op returns
+    Every sample site the handler sees drawn (in the guide, or from a prior) is remembered
+    with what its distribution's :class:`~pyro_varnet.poutine.weight_rules.WeightRules` give;
+    values replayed or conditioned from elsewhere keep what was remembered when they were
+    drawn. When a Gaussian weight reaches an op, the op returns
     :math:`b = A\mu + \varepsilon\sqrt{A^2\sigma^2 + \epsilon_0}` with
     :math:`\varepsilon \sim \mathcal{N}(0, 1)` drawn per object and output unit; for a
-    :class:`~pyro_varnet.distributions.ZeroMeanNormal` only the variance op runs. A sampled
-    bias contributes its mean and variance too. Parameters that were never sampled pass
-    through unchanged. A sampled weight of any other distribution raises, unless
-    ``moment_matching=True`` (fast dropout: its mean and variance are used instead).
+    :class:`~pyro_varnet.distributions.ZeroMeanNormal` only the variance op runs. A Gaussian
+    bias contributes its mean and variance too; any other sampled bias is drawn per object.
+    A distribution whose rules give their own exact per-object sampler (binary dropout's input
+    masks, a registered non-Gaussian family) is answered by it. Parameters that were never
+    sampled pass through unchanged. A sampled weight whose rules have no exact local
+    reparameterization raises, unless ``moment_matching=True`` (fast dropout: its mean and
+    variance are used instead).
 
     >>> with local_reparameterization():  # doctest: +SKIP
     ...     svi.step(x, y)
@@ -81,22 +84,23 @@ class LocalReparameterizationMessenger(WeightOpMessenger):
 
     def _pyro_sample(self, msg) -> None:
         name, fn = msg["name"], msg["fn"]
-        if (
-            msg["value"] is None
-            and not msg["done"]
-            and not msg["is_observed"]
-            and name in self.lazy_sites
-            and isinstance(unwrap(fn)[0], Normal)
-        ):
-            # the weight itself is never needed: a NaN placeholder (no memory, no random draw)
-            # stands for it, so that any other use of the value shows up as NaN, not as a wrong number
+        if msg["value"] is None and not msg["done"] and not msg["is_observed"] and name in self.lazy_sites:
             base = unwrap(fn)[0]
-            value = base.loc.new_full((), math.nan).expand(fn.shape())
-            self._drawn[value] = self._record(name, base)
-            self._bases[value] = base  # ops.per_object draws from it per object
-            msg["value"], msg["done"] = value, True
-            return
+            info = self._info(name, base)
+            if not isinstance(info, Exception):
+                # the weight itself is never needed: a NaN placeholder (no memory, no random draw)
+                # stands for it, so that any other use of the value shows up as NaN, not as a wrong number
+                value = self._param_like(base).new_full((), math.nan).expand(fn.shape())
+                self._drawn[value] = info
+                self._bases[value] = base  # ops.per_object draws from it per object
+                msg["value"], msg["done"] = value, True
+                return
         super()._pyro_sample(msg)
+
+    @staticmethod
+    def _param_like(base) -> torch.Tensor:
+        """A tensor of the distribution's (for the placeholder's device and dtype)."""
+        return base.mean if not hasattr(base, "loc") else base.loc
 
     def _pyro_tangent_projection(self, msg) -> None:
         if not self.decorrelate_directions or msg["done"]:
@@ -107,23 +111,41 @@ class LocalReparameterizationMessenger(WeightOpMessenger):
         msg["value"], msg["done"] = per_object_tangent_projection(args["x"], args["v_norm"]), True
 
     def _record(self, name, base):
-        zero_mean = getattr(base, "is_zero_mean", False)
-        if isinstance(base, Normal):
-            return (None if zero_mean else base.loc, base.scale.square())
-        if self.moment_matching:
-            return (None if zero_mean else base.mean, base.variance)
-        return TypeError(
-            f"local_reparameterization: site {name!r} is a {type(base).__name__}, which has "
-            "no exact local reparameterization; use local_reparameterization(moment_matching=True) "
-            "(fast dropout) or flipout, or train it without the handler"
-        )
+        rules = weight_rules(base)
+        info = rules.local_reparameterization(base)
+        if info is None and self.moment_matching:
+            info = rules.moments(base)
+        if info is None:
+            return TypeError(
+                f"local_reparameterization: site {name!r} is a {type(base).__name__}, which has "
+                "no exact local reparameterization; use local_reparameterization(moment_matching=True) "
+                "(fast dropout) or flipout, train it without the handler, or register WeightRules "
+                "for it (pyro_varnet.poutine.register_weight_rules)"
+            )
+        return info
 
     def _answer(self, op, bias_view, x, w_info, b_info, w, b, kwargs):
-        (w_loc, w_var), (b_loc, b_var) = w_info, b_info or (b, None)
-        mean = op(x, w_loc, None, **kwargs) if w_loc is not None else 0.0
-        var = op(x.square(), w_var, None, **kwargs)
-        if b_loc is not None:
-            mean = mean + bias_view(b_loc)
-        if b_var is not None:
-            var = var + bias_view(b_var)
-        return mean + torch.randn_like(var) * (var + self.eps).sqrt()
+        b_moments = b_info if isinstance(b_info, Moments) else None
+        if isinstance(w_info, Moments):
+            mean = op(x, w_info.loc, None, **kwargs) if w_info.loc is not None else 0.0
+            var = op(x.square(), w_info.var, None, **kwargs)
+            if b_moments is not None:  # a Gaussian bias joins the Gaussian output (one draw)
+                mean = mean if b_moments.loc is None else mean + bias_view(b_moments.loc)
+                var = var + bias_view(b_moments.var)
+            out = mean + torch.randn_like(var) * (var + self.eps).sqrt()
+            if b_moments is not None:
+                return out
+        else:
+            out = w_info(op, x, kwargs)  # the rules' own exact sampler (an OpSampler)
+        if b is None:
+            return out
+        if b_info is None:
+            return out + bias_view(b)  # a parameter, or a value given from elsewhere
+        return out + self._bias_per_object(b, out, op)
+
+    def _bias_per_object(self, b, out, op) -> torch.Tensor:
+        """A sampled bias drawn afresh for every object from its own distribution, shaped to add to ``out``."""
+        draws = self._bases[b].rsample(out.shape[:1])  # (N, out_features)
+        if op is F.conv2d:
+            return draws[:, :, None, None]
+        return draws.reshape(draws.shape[:1] + (1,) * (out.dim() - 2) + draws.shape[1:])

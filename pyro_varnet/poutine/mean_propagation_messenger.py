@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions import Delta
 
+from .._sites import unwrap
 from .site_messenger import SiteMessenger
 from .weight_op_messenger import op_arguments
+from .weight_rules import weight_rules
 
 
 class MeanPropagationMessenger(SiteMessenger):
@@ -16,7 +18,9 @@ class MeanPropagationMessenger(SiteMessenger):
     The site's distribution becomes a :class:`~pyro.distributions.Delta` at the mean, so a
     surrounding :class:`LocalReparameterizationMessenger` adds no noise. For a variance
     layer the mean is zero and the prediction no longer depends on the input (VN §2).
-    Sites already given a value (observed, or replayed from a guide) are left alone.
+    Sites already given a value (observed, or replayed from a guide) are left alone. The mean is
+    the rules' :meth:`~pyro_varnet.poutine.weight_rules.WeightRules.point` of the site's
+    distribution (a family without a mean, e.g. a Cauchy q, registers its location).
 
     :param sites: names, globs or module paths to affect; ``None`` for every global latent site.
 
@@ -36,12 +40,18 @@ class MeanPropagationMessenger(SiteMessenger):
         if not self._selected(msg):
             return
         fn = msg["fn"]
+        base, _ = unwrap(fn)
         try:
-            mean = fn.mean.expand(fn.shape())
+            mean = weight_rules(base).point(base).expand(fn.shape())
         except NotImplementedError as e:
             raise ValueError(
                 f"mean_propagation: site {msg['name']!r} ({type(fn).__name__}) has no mean; "
                 "run it with a guide so the posterior mean is used"
             ) from e
+        if not torch.isfinite(mean).all():  # e.g. a Cauchy's mean is NaN: say so instead of predicting NaN
+            raise ValueError(
+                f"mean_propagation: site {msg['name']!r} ({type(base).__name__}) has a non-finite mean; "
+                "register WeightRules with a point() for its type (pyro_varnet.poutine.register_weight_rules)"
+            )
         msg["fn"] = Delta(mean, event_dim=fn.event_dim)
         msg["value"], msg["done"] = mean, True

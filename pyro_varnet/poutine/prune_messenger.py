@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
-import torch
-from pyro.distributions import Delta, Normal
+from pyro.distributions import Delta
 
 from .._sites import rewrap, unwrap
-from ..distributions import SymmetricBernoulli, SymmetricUniform, ZeroMeanNormal
 from .site_messenger import SiteMessenger
+from .weight_rules import prune_mask, weight_rules
 
-
-def prune_mask(scale: torch.Tensor, threshold: float) -> torch.Tensor:
-    """``True`` where a weight is kept: σ ≥ ``threshold``."""
-    return scale >= threshold
+__all__ = ["PruneMessenger", "prune_mask"]
 
 
 class PruneMessenger(SiteMessenger):
     r"""Zero every weight whose σ is below ``threshold`` (mean and variance alike).
 
-    Acts on Gaussian sites and on the uniform and Bernoulli variance layers (σ = θ/√3, θ).
+    Acts on every site whose distribution's rules give a σ
+    (:meth:`~pyro_varnet.poutine.weight_rules.WeightRules.spread`): Gaussian sites and the
+    uniform and Bernoulli variance layers (σ = θ/√3, θ); others are left alone.
 
     Magnitude pruning of a variance layer's σ (VN §6.1, Fig. 5): a weight with a small
     variance contributes little to the variance of the activations. A pruned weight is
@@ -50,17 +47,6 @@ class PruneMessenger(SiteMessenger):
             )
         if not self._selected(msg):
             return
-        if isinstance(base, (SymmetricUniform, SymmetricBernoulli)):
-            # θ is the half-width / the atom, so σ = θ/√3 or θ; a pruned weight is exactly 0
-            sigma = base.scale / math.sqrt(3) if isinstance(base, SymmetricUniform) else base.scale
-            keep = prune_mask(sigma, self.threshold).to(base.scale.dtype)
-            msg["fn"] = rewrap(type(base)(base.scale * keep, validate_args=False), ndims)
-            return
-        if not isinstance(base, Normal):
-            return
-        keep = prune_mask(base.scale, self.threshold).to(base.scale.dtype)
-        if isinstance(base, ZeroMeanNormal):
-            pruned = ZeroMeanNormal(base.scale * keep, validate_args=False)
-        else:
-            pruned = Normal(base.loc * keep, base.scale * keep, validate_args=False)
-        msg["fn"] = rewrap(pruned, ndims)
+        pruned = weight_rules(base).prune(base, self.threshold)
+        if pruned is not None:
+            msg["fn"] = rewrap(pruned, ndims)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import inspect
 
-import torch
 import torch.nn.functional as F
 from pyro.distributions import Delta
 from pyro.poutine.messenger import Messenger
@@ -13,7 +12,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.utils.weak import WeakIdKeyDictionary
 
 from .._sites import unwrap
-from ..distributions import InputDropout
+from .weight_rules import weight_rules
 
 _signature = functools.lru_cache(maxsize=None)(inspect.signature)
 
@@ -49,26 +48,25 @@ class LayerOpMessenger(Messenger):
 OPS = {"linear": (F.linear, lambda b: b), "conv2d": (F.conv2d, lambda b: b[:, None, None])}
 
 
-class _Dropout(tuple):
-    """Record of an :class:`InputDropout` weight: (θ, p)."""
+class _Exact:
+    """Record of a weight answered by its rules' exact per-object sampler in every handler."""
 
+    __slots__ = ("sample",)
 
-def _dropout_op(op, bias_view, x, theta, p, b, kwargs):
-    """Standard dropout: an independent keep/drop mask per object and input unit (channel)."""
-    keep = torch.rand(x.shape[:2] + (1,) * (x.dim() - 2), device=x.device) >= p
-    out = op(x * keep.to(x.dtype) / (1 - p), theta, None, **kwargs)
-    return out if b is None else out + bias_view(b)
+    def __init__(self, sample) -> None:
+        self.sample = sample
 
 
 class WeightOpMessenger(LayerOpMessenger):
     """Remembers, for every tensor drawn at a latent sample site, what :meth:`_record` makes of
     its distribution; then answers ``linear``/``conv2d`` effects whose weight is such a tensor
-    with :meth:`_answer`. A weight drawn from :class:`~pyro_varnet.distributions.InputDropout`
-    is answered by every such handler the same, exact way: a dropout mask per object on the
-    op's inputs (standard dropout); a sampled tensor passed through ``ops.per_object`` (the
-    magnitudes and angles of weight-normalized layers) is drawn independently for every
-    object from its distribution (WN eq. 45, 48). Values replayed or conditioned from elsewhere keep what was
-    remembered when they were drawn; never-sampled tensors (parameters) run the plain op.
+    with :meth:`_answer`. A weight whose rules (:mod:`.weight_rules`) give a
+    :meth:`~.weight_rules.WeightRules.per_object_op` is answered by every such handler the
+    same, exact way (binary dropout: a mask per object on the op's inputs); a sampled tensor
+    passed through ``ops.per_object`` (the magnitudes and angles of weight-normalized layers)
+    is drawn independently for every object from its distribution (WN eq. 45, 48). Values
+    replayed or conditioned from elsewhere keep what was remembered when they were drawn;
+    never-sampled tensors (parameters) run the plain op.
     """
 
     def __init__(self) -> None:
@@ -99,12 +97,16 @@ class WeightOpMessenger(LayerOpMessenger):
         if msg["is_observed"] or site_is_subsample(msg) or value in self._drawn:
             return
         base, _ = unwrap(msg["fn"])
-        if not isinstance(base, Delta):
-            self._bases[value] = base
-        if isinstance(base, InputDropout):
-            self._drawn[value] = _Dropout((base.theta, base.p))
-        elif not isinstance(base, Delta):  # a point mass is an ordinary parameter
-            self._drawn[value] = self._record(msg["name"], base)
+        if isinstance(base, Delta):
+            return  # a point mass is an ordinary parameter
+        self._bases[value] = base
+        self._drawn[value] = self._info(msg["name"], base)
+
+    def _info(self, name: str, base):
+        """What is remembered of a weight drawn from ``base``: the exact per-object op its rules give
+        every handler, else this handler's :meth:`_record` (an exception to raise if it is used)."""
+        exact = weight_rules(base).per_object_op(base)
+        return _Exact(exact) if exact is not None else self._record(name, base)
 
     def _lookup(self, tensor):
         info = None if tensor is None else self._drawn.get(tensor)
@@ -125,8 +127,10 @@ class WeightOpMessenger(LayerOpMessenger):
         if w_info is None:
             return  # deterministic weight: the plain op runs
         op, bias_view = OPS[msg["type"]]
-        if isinstance(w_info, _Dropout):
-            msg["value"], msg["done"] = _dropout_op(op, bias_view, x, *w_info, b, args), True
+        if isinstance(w_info, _Exact):  # the bias is used as drawn
+            out = w_info.sample(op, x, args)
+            msg["value"], msg["done"] = (out if b is None else out + bias_view(b)), True
             return
-        msg["value"] = self._answer(op, bias_view, x, w_info, self._lookup(b), w, b, args)
+        b_info = None if b is None else self._drawn.get(b)  # _answer decides what a bias record means
+        msg["value"] = self._answer(op, bias_view, x, w_info, b_info, w, b, args)
         msg["done"] = True

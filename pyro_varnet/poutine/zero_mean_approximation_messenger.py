@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pyro.distributions import Normal
-
 from .._sites import rewrap, unwrap
-from ..distributions import ZeroMeanNormal
 from .site_messenger import SiteMessenger
+from .weight_rules import weight_rules
 
 
 class ZeroMeanApproximationMessenger(SiteMessenger):
@@ -14,8 +12,10 @@ class ZeroMeanApproximationMessenger(SiteMessenger):
 
     Applied to a Gaussian-dropout posterior :math:`\mathcal{N}(\theta, \alpha\theta^2)` this
     gives :math:`\mathcal{N}(0, \alpha\theta^2)`, whose predictions match the original's as
-    α → ∞ (VN Theorem 1). Sites already given a value are left alone, so wrap the guide
-    (or the whole SVI/prediction call) rather than a replayed model.
+    α → ∞ (VN Theorem 1). Which distributions have a zero-mean version is their rules'
+    :meth:`~pyro_varnet.poutine.weight_rules.WeightRules.zero_mean` (every Normal). Sites
+    already given a value are left alone, so wrap the guide (or the whole SVI/prediction call)
+    rather than a replayed model.
 
     :param sites: names, globs or module paths to affect; ``None`` for every global latent site.
 
@@ -26,5 +26,6 @@ class ZeroMeanApproximationMessenger(SiteMessenger):
         if not self._selected(msg):
             return
         base, ndims = unwrap(msg["fn"])
-        if isinstance(base, Normal) and not isinstance(base, ZeroMeanNormal):
-            msg["fn"] = rewrap(ZeroMeanNormal(base.scale), ndims)
+        zero_mean = weight_rules(base).zero_mean(base)
+        if zero_mean is not None:
+            msg["fn"] = rewrap(zero_mean, ndims)

@@ -14,10 +14,22 @@ from pyro_varnet.distributions import ZeroMeanNormal
 from pyro_varnet.guides import (
     FAMILIES,
     Additive,
+    AdditiveSite,
+    Angle,
+    AngleSite,
+    Auto,
+    AutoSite,
+    BinaryDropout,
+    DropoutSite,
     GaussianDropout,
+    GaussianDropoutSite,
+    Magnitude,
+    MagnitudeSite,
     NetworkGuide,
     UniformVariance,
+    UniformVarianceSite,
     ZeroMean,
+    ZeroMeanSite,
     make_family,
 )
 from pyro_varnet.models import MLP, BayesConv2d, BayesLinear, Classifier
@@ -108,12 +120,29 @@ def test_initialisation_is_configurable():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="expected alpha granularity 'layer', 'neuron' or 'weight', got 'row'"):
         GaussianDropout("row")
-    with pytest.raises(ValueError, match="init_scale > 0"):
+    with pytest.raises(ValueError, match="expected a positive finite init_scale, got -1.0"):
         ZeroMean(init_scale=-1.0)
-    with pytest.raises(ValueError, match="init_scale > 0"):
+    with pytest.raises(ValueError, match="positive finite init_scale"):
         ZeroMean(init_scale=0.0)
     with pytest.raises(ValueError, match="finite"):
         GaussianDropout(init_log_alpha=math.nan)
+    # one check per option: a family and its site built directly give the same message
+    shape = torch.Size([3, 2])
+    for family, site, kwargs in [
+        (GaussianDropout, GaussianDropoutSite, {"granularity": "row"}),
+        (ZeroMean, ZeroMeanSite, {"init_scale": math.inf}),
+        (Additive, AdditiveSite, {"init_log_sigma2": math.nan}),
+        (UniformVariance, UniformVarianceSite, {"init_scale": -2.0}),
+        (BinaryDropout, DropoutSite, {"p": 1.0}),
+        (Magnitude, MagnitudeSite, {"init_mean": 0.0}),
+        (Angle, AngleSite, {"init_scale": 0.0}),
+        (Auto, AutoSite, {"init_scale": -0.1}),
+    ]:
+        with pytest.raises(ValueError) as from_family:
+            family(**kwargs)
+        with pytest.raises(ValueError) as from_site:
+            site(shape, **kwargs)
+        assert str(from_family.value) == str(from_site.value), family
     with pytest.raises(ValueError, match="parameterization"):
         ZeroMean(parameterization="softplus")
     with pytest.raises(ValueError, match="expected a Family or family name 'zero-mean', 'layer'"):
