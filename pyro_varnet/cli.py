@@ -15,6 +15,7 @@ from . import data as datasets
 from .infer.checkpoint import CheckpointError
 from .priors import prior_names
 from .runs import RunFolder, RunLockedError, RunWriter, safe_name
+from .threads import resolve_threads
 
 MODELS = (
     "lenet5",
@@ -154,8 +155,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def _load(args):
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     x, y = datasets.load_mnist(args.data_root, train=True)
     xt, yt = datasets.load_mnist(args.data_root, train=False)
     if args.limit:
@@ -302,8 +302,7 @@ def _load_run(args, run=None):
     if not (run / "args.json").exists() or not (run / "checkpoint.pt").exists():
         raise FileNotFoundError(f"{run} is not a varnet train run folder (needs args.json and checkpoint.pt)")
     spec = RunFolder(run).read_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     x, _ = datasets.load_mnist(args.data_root, train=True)
     test = datasets.load_mnist(args.data_root, train=False)
     if args.limit:
@@ -537,11 +536,24 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--limit", type=_nonnegative, default=0, help="use only the first N train and test images (smoke)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--threads", type=_threads, default="auto", help=THREADS_HELP)
     t.add_argument(
         "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="auto: cuda when available, else cpu"
     )
     t.add_argument("--no-progress", action="store_true")
+
+
+THREADS_HELP = "CPU threads: N, or auto (default: $OMP_NUM_THREADS, else the cores other processes leave idle)"
+
+
+def _threads(text: str) -> int | str:
+    if text == "auto":
+        return text
+    return _positive(text)
+
+
+def _set_threads(threads: int | str) -> None:
+    torch.set_num_threads(resolve_threads(threads))
 
 
 def _nonnegative(text: str) -> int:
@@ -599,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", default=None)
     r.add_argument("--limit", type=_nonnegative, default=0, help="use only the first N test images (smoke runs)")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--threads", type=int, default=0)
+    r.add_argument("--threads", type=_threads, default="auto", help=THREADS_HELP)
     r.set_defaults(func=prune_run)
     w = sub.add_parser(
         "wn-report", help="a trained wn- run: q(g), q(angle) per neuron (WN Fig. 6), structured sparsity"
@@ -609,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--log-alpha-threshold", type=float, default=3.0)
     w.add_argument("--data-root", default=None)
     w.add_argument("--limit", type=_nonnegative, default=0)
-    w.add_argument("--threads", type=int, default=0)
+    w.add_argument("--threads", type=_threads, default="auto", help=THREADS_HELP)
     w.set_defaults(func=wn_report)
     a = sub.add_parser("attack", help="targeted iterative FGSM on trained runs, EOT gradients (VN Fig. 7)")
     a.add_argument(
@@ -626,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", default="reports/attack")
     a.add_argument("--data-root", default=None)
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--threads", type=int, default=0)
+    a.add_argument("--threads", type=_threads, default="auto", help=THREADS_HELP)
     a.add_argument("--limit", type=_nonnegative, default=0)
     a.set_defaults(func=attack)
     q = sub.add_parser("rl", help="REINFORCE with deterministic / parameter-noise / variance policies (VN Fig. 6)")

@@ -6,7 +6,7 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .elbo import DecomposedELBO, DecomposedELBOModule
 from .fit import Checkpoint, Evaluate, SchedulerStep, evaluate, fit, param_groups, restore, site_log_alpha
 from .history import History
-from .loop import Callback, Loop, Step, initialize
+from .loop import Callback, FlushSubnormals, Loop, Step, flush_subnormals_, initialize
 from .predict import BATCH_SIZE, MODES, predict, predictive_uncertainty
 from .schedules import constant, hold_then_decay, kl_warmup, linear_decay
 
@@ -23,6 +23,8 @@ __all__ = [
     "Loop",
     "SchedulerStep",
     "Step",
+    "FlushSubnormals",
+    "flush_subnormals_",
     "accuracy",
     "constant",
     "evaluate",

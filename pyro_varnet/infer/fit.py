@@ -14,11 +14,12 @@ import torch
 
 from .._checks import check_positive_finite
 from .._device import fork_rng, module_device
+from ..threads import resolve_threads, use_threads
 from . import checkpoint as ckpt
 from .batches import as_tensors, check_inputs, gather, num_batches, tensor_loader
 from .elbo import DecomposedELBO
 from .history import History
-from .loop import Callback, Loop, Step, initialize
+from .loop import Callback, FlushSubnormals, Loop, Step, initialize
 from .predict import BATCH_SIZE, MODES, _likelihood, evaluating, predict, run_once
 from .schedules import Schedule, hold_then_decay, kl_warmup, linear_decay
 
@@ -255,6 +256,7 @@ def fit(
     dtype: torch.dtype | None = None,
     config: Mapping | None = None,
     overrides: Iterable[str] = (),
+    threads: int | str | None = None,
 ) -> History:
     r"""Train ``guide`` (and the model's deterministic parameters) by SVI on ``train_data``.
 
@@ -319,8 +321,12 @@ def fit(
         on ``resume``: a difference raises :class:`~pyro_varnet.infer.CheckpointError` unless
         its key is in ``overrides``; an accepted change is recorded in the next epoch's
         ``override`` metric. (Guide families and priors are checked by the state dicts.)
+    :param threads: CPU threads for the run (``torch.set_num_threads``, restored afterwards);
+        ``"auto"``: ``OMP_NUM_THREADS`` or the cores other processes leave idle
+        (:func:`pyro_varnet.threads.auto_threads`); ``None``: torch's setting.
     :returns: the :class:`History` of per-epoch metrics (``seconds`` is wall-clock time).
     """
+    resolve_threads(threads)  # checked before anything starts
     eval_modes = tuple(eval_modes)
     _check_args(epochs, batch_size, lr, eval_every, eval_modes, checkpoint, resume, scheduler_interval)
     if test_data is not None and eval_samples < 1:
@@ -401,7 +407,7 @@ def fit(
             m.train()
 
     pending = {"override": "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())} if changed else {}
-    cbs: list = []
+    cbs: list = [FlushSubnormals()]  # keeps a trained model's steps as fast as a fresh one's
     if test is not None:
         cbs.append(Evaluate(test, train_subset, eval_modes, eval_samples, eval_batch_size, eval_lrt, eval_every))
     cbs.append(_EpochScheduler(step))
@@ -423,7 +429,8 @@ def fit(
     if test is not None:
         step.more_targets = [("test_data targets", test[1])]
     loop = Loop(step, loader, epochs, cbs, start_epoch, history, device, progress, epoch_metrics)
-    return loop.run()
+    with use_threads(threads):
+        return loop.run()
 
 
 class _LazyStep(Step):

@@ -160,6 +160,55 @@ class _Plain(Callback):
         self.fn(epoch, metrics)
 
 
+@torch.no_grad()
+def flush_subnormals_(tensors: Iterable[torch.Tensor]) -> int:
+    """Set every subnormal entry (0 < |v| < the dtype's smallest normal number) of the floating
+    ``tensors`` to 0, in place; returns how many there were.
+
+    Trained variance networks collect them: a zero-mean σ whose data gradient is proportional
+    to itself decays geometrically under Adam and passes through the subnormal range for
+    thousands of steps, and Adam's moments of weights that stop receiving gradient decay the
+    same way (a trained LeNet-5 had 45 836 subnormal σ in fc1 and as many in Adam's state).
+    Arithmetic on subnormals runs in microcode on x86 CPUs (the Adam update here took 3.3x as
+    long with 11 % of its entries subnormal), and torch's flush-denormal mode reaches only the
+    calling thread. Removing them changes no value by more than ~1e-38: a σ below it is
+    clamped to the same value either way and contributes nothing next to the LRT's 1e-16.
+    """
+    count = 0
+    for t in tensors:
+        if not (torch.is_tensor(t) and t.is_floating_point()) or t.device.type == "meta":
+            continue
+        tiny = torch.finfo(t.dtype).tiny
+        small = t.abs() < tiny
+        small &= t != 0
+        if t.device.type == "cpu":  # counting syncs on an accelerator: only on the host
+            count += int(small.sum())
+        t.masked_fill_(small, 0)
+    return count
+
+
+class FlushSubnormals(Callback):
+    """Every ``every`` steps of an epoch, set the subnormal entries of the parameters and the
+    optimizer's state to 0 (:func:`flush_subnormals_`): a trained model's steps stay as fast as
+    a fresh one's. Keyed on the batch index within the epoch, so a resumed run flushes at the
+    same steps as an uninterrupted one. :func:`~pyro_varnet.infer.fit` always adds it."""
+
+    def __init__(self, every: int = 100) -> None:
+        if not (isinstance(every, int) and every >= 1):
+            raise ValueError(f"expected every to be a positive int, got {every!r}")
+        self.every = every
+        self.flushed = 0
+
+    def on_step_end(self, loop, batch: int) -> None:
+        if (batch + 1) % self.every:
+            return
+        step = loop.step
+        tensors = list(step.loss_module.parameters())
+        if step.optimizer is not None:
+            tensors += [v for state in step.optimizer.state.values() for v in state.values()]
+        self.flushed += flush_subnormals_(tensors)
+
+
 class Loop:
     """Iterate ``data`` (any iterable of ``(x, y)`` batches) for ``epochs`` epochs, calling
     ``step`` on each batch moved to the model's device and dtype, recording per-epoch means of

@@ -13,6 +13,7 @@ from .._checks import check_choice
 from .._device import module_device, module_dtype
 from ..poutine import local_reparameterization, mean_propagation, stacked_weights, zero_mean_approximation
 from ..state import sync_from_param_store
+from ..threads import resolve_threads, use_threads
 
 MODES = ("mean", "sample", "ensemble", "zero_mean")
 
@@ -222,6 +223,7 @@ def predict(
     max_objects: int = 20000,
     vectorize: bool | str = "auto",
     device: torch.device | str | None = None,
+    threads: int | str | None = None,
 ):
     r"""Predictions of ``x`` in one of the paper's modes, as the model's likelihood defines them.
 
@@ -257,8 +259,11 @@ def predict(
         stacks.
     :param device: move ``model`` and ``guide`` there first; by default ``x`` goes to the
         device (and floating dtype) of the model's parameters.
+    :param threads: CPU threads for the call (restored afterwards); ``"auto"``: see
+        :func:`pyro_varnet.threads.auto_threads`; ``None``: torch's setting.
     """
     check_choice("prediction mode", mode, MODES)
+    resolve_threads(threads)
     if vectorize not in (True, False, "auto"):
         raise ValueError(f"expected vectorize to be True, False or 'auto', got {vectorize!r}")
     if mode in ("ensemble", "zero_mean") and num_samples < 1:
@@ -266,7 +271,8 @@ def predict(
     if batch_size < 1 or max_objects < 1:
         raise ValueError(f"expected batch_size >= 1 and max_objects >= 1, got {batch_size}, {max_objects}")
     x = prepare_inputs(model, guide, x, device)
-    return _predict(model, guide, x, mode, num_samples, batch_size, lrt, max_objects, vectorize).result()
+    with use_threads(threads):
+        return _predict(model, guide, x, mode, num_samples, batch_size, lrt, max_objects, vectorize).result()
 
 
 @torch.no_grad()

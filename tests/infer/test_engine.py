@@ -174,3 +174,39 @@ def test_bad_engine_arguments():
         fit(model, guide, (x, y), test_data=(x, y + 200), progress=False)
     with pytest.raises(TypeError, match="integer labels"):
         fit(model, guide, (x, y.bool()), progress=False)
+
+
+def test_flush_subnormals_zeroes_exactly_the_subnormal_entries():
+    from pyro_varnet.infer import flush_subnormals_
+
+    for dtype in (torch.float32, torch.float64):
+        tiny = torch.finfo(dtype).tiny
+        t = torch.tensor([0.0, tiny, tiny / 4, -tiny / 1024, 1.0, -0.5, tiny * 2], dtype=dtype)
+        assert flush_subnormals_([t, torch.arange(3)]) == 2  # integer tensors are skipped
+        assert t.tolist() == [0.0, tiny, 0.0, 0.0, 1.0, -0.5, tiny * 2]
+
+
+def test_fit_flushes_subnormals_from_parameters_and_adam_state():
+    from pyro_varnet.infer import FlushSubnormals, Loop, Step, initialize
+
+    x, y = toy_problem(50, seed=0)
+    model = Classifier(MLP([2, 8, 4]), num_data=len(x))
+    guide = NetworkGuide(model, default="zero-mean")
+    initialize(model, guide, x[:2], y[:2])
+    loss = DecomposedELBO(lrt=True)(model, guide)
+    opt = torch.optim.Adam(loss.parameters(), lr=0.0)  # lr 0: only the flush changes the values
+    step = Step(loss, opt)
+    step(x[:20], y[:20])
+    sigma = guide.site("net.fc1.weight").sigma
+    with torch.no_grad():
+        sigma[:3, 0] = torch.tensor([1e-40, -1e-41, 1e-3])
+    idle = torch.nn.Parameter(torch.ones(3))  # gets no gradient: Adam leaves its state alone
+    opt.add_param_group({"params": [idle]})
+    opt.state[idle] = {"exp_avg": torch.tensor([1e-42, 1.0, -1e-40])}
+    flush = FlushSubnormals(every=2)
+    loop = Loop(step, [(x[:20], y[:20])] * 4, epochs=1, callbacks=[flush], progress=False)
+    loop.run()
+    assert flush.flushed == 4 and sigma[:3, 0].tolist() == [0.0, 0.0, pytest.approx(1e-3)]
+    assert opt.state[idle]["exp_avg"].tolist() == [0.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="positive int"):
+        FlushSubnormals(every=0)
