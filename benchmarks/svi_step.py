@@ -29,10 +29,11 @@ from pyro_varnet.models import Classifier, LeNet5
 N = 60000
 
 
-def make_steps(batch: int):
-    x, y = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+def make_steps(batch: int, device: torch.device | str = "cpu"):
+    x = torch.rand(batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
     pyro.clear_param_store()
-    model = Classifier(LeNet5(), num_data=N)
+    model = Classifier(LeNet5(), num_data=N).to(device)
     guide = NetworkGuide(model, default="layer")
     initialize(model, guide, x[:2], y[:2])
     loss = DecomposedELBO(lrt=True)(model, guide)
@@ -41,7 +42,7 @@ def make_steps(batch: int):
     def ours():
         step(x, y)
 
-    hand = HandLRTLeNet5()
+    hand = HandLRTLeNet5().to(device)
     opt_h = torch.optim.Adam(hand.parameters(), 1e-3)
 
     def hand_step():
@@ -50,7 +51,7 @@ def make_steps(batch: int):
         loss.backward()
         opt_h.step()
 
-    det = DeterministicLeNet5()
+    det = DeterministicLeNet5().to(device)
     opt_d = torch.optim.Adam(det.parameters(), 1e-3)
 
     def det_step():
@@ -72,20 +73,25 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=50, help="timed steps per method (>= 30)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--validation", action="store_true", help="keep Pyro's argument validation on")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (timed with a synchronisation after every step)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     pyro.enable_validation(args.validation)
     torch.manual_seed(0)
-    steps = make_steps(args.batch)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    steps = make_steps(args.batch, device)
     for fn in steps.values():  # warm-up
         for _ in range(3):
             fn()
     times = {k: [] for k in steps}
     for _ in range(args.steps):
         for k, fn in steps.items():
+            sync()
             t = time.perf_counter()
             fn()
+            sync()
             times[k].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     q = {k: statistics.quantiles(v, n=4) for k, v in times.items()}

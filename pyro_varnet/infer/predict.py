@@ -11,6 +11,7 @@ from pyro import poutine
 from .. import metrics as M
 from .._checks import check_choice
 from .._device import module_device, module_dtype
+from .._malloc import keep_freed_memory
 from ..poutine import local_reparameterization, mean_propagation, stacked_weights, zero_mean_approximation
 from ..state import sync_from_param_store
 from ..threads import resolve_threads, use_threads
@@ -146,6 +147,8 @@ def _ensemble(model, guide, x, num_samples, batch_size, vectorize, reducer, lik)
     so the guide is sampled K times, not K × batches; with ``vectorize`` the K networks run
     together, ``batch_size // K`` objects per pass."""
     how = stacking_mode(model, guide, x) if vectorize == "auto" else ("shared" if vectorize else None)
+    if x.device.type == "cpu":
+        keep_freed_memory()  # large stacked passes: no page faults from pass to pass (glibc)
     done = 0
     while done < num_samples:  # at most MAX_STACK weight samples in memory at once
         k = min(MAX_STACK, num_samples - done)
