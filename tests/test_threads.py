@@ -1,4 +1,5 @@
-"""Threads per call: given, from OMP_NUM_THREADS or from the idle cores; restored after the call."""
+"""Threads per call (given, OMP_NUM_THREADS or idle cores; restored after the call) and the
+allocator setting of the ensemble."""
 
 import pytest
 import torch
@@ -70,3 +71,16 @@ def test_fit_and_predict_run_with_their_threads_and_restore_them():
         fit(model, guide, (x, y), epochs=1, threads=0, progress=False)
     with pytest.raises(ValueError, match="threads"):
         predict(model, guide, x, threads="all")
+
+
+def test_keep_freed_memory_is_once_and_can_be_turned_off(monkeypatch):
+    from pyro_varnet import _malloc
+
+    monkeypatch.setattr(_malloc, "_done", None)
+    monkeypatch.setenv("PYRO_VARNET_MALLOPT", "0")
+    assert _malloc.keep_freed_memory() is False
+    assert _malloc.keep_freed_memory() is False  # decided once per process
+    monkeypatch.setattr(_malloc, "_done", None)
+    monkeypatch.delenv("PYRO_VARNET_MALLOPT")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")  # the user's own choice wins
+    assert _malloc.keep_freed_memory() is False

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 from pyro.distributions import Normal
-from torch.distributions import constraints
-from torch.distributions.utils import broadcast_all
+from torch.distributions import Distribution, constraints
+from torch.distributions.utils import lazy_property
 
 
 class GaussianDropoutNormal(Normal):
@@ -26,10 +26,23 @@ class GaussianDropoutNormal(Normal):
 
     def __init__(self, theta: torch.Tensor, log_alpha: torch.Tensor, validate_args: bool | None = None) -> None:
         self.log_alpha = torch.as_tensor(log_alpha)
-        abs_theta = theta.abs().clamp_min(torch.finfo(theta.dtype).tiny)
-        scale = (0.5 * self.log_alpha).exp() * abs_theta
-        loc, scale = broadcast_all(theta, scale)
-        super().__init__(loc, scale, validate_args=validate_args)
+        try:
+            fits = torch.broadcast_shapes(theta.shape, self.log_alpha.shape) == theta.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"log_alpha of shape {tuple(self.log_alpha.shape)} does not broadcast to theta's {tuple(theta.shape)}"
+            )
+        self.loc = theta
+        # σ = √α|θ| is formed only when asked for (sampling, log_prob): local reparameterization
+        # needs only σ² = αθ², and its rule computes that in two passes (weight_rules)
+        Distribution.__init__(self, theta.shape, validate_args=validate_args)
+
+    @lazy_property
+    def scale(self) -> torch.Tensor:
+        abs_theta = self.loc.abs().clamp_min(torch.finfo(self.loc.dtype).tiny)
+        return (0.5 * self.log_alpha).exp() * abs_theta
 
     def expand(self, batch_shape, _instance=None) -> GaussianDropoutNormal:
         new = self._get_checked_instance(GaussianDropoutNormal, _instance)

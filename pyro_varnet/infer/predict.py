@@ -19,12 +19,10 @@ from ..threads import resolve_threads, use_threads
 MODES = ("mean", "sample", "ensemble", "zero_mean")
 
 #: default rows per forward pass of :func:`predict` and the functions built on it. A stacked
-#: LeNet-5 pass of 400 rows (20 objects x 20 samples) has an 18 MB conv1 activation, which the
-#: C allocator hands back from pass to pass; at 500 rows (23 MB blocks) glibc returns the
-#: freed blocks to the system after each pass and page-faults them back in the next (2.7 M
-#: minor faults per 5 000 test images x 20 samples, a quarter of the time). Measured 20-sample
-#: ensemble / 20 plain passes: 0.88 (1 thread), 0.94 (2 threads) at 400 rows; 0.97 / 1.09 at
-#: 200; 1.32 at 500 (benchmarks/results/2026-11-24-session5.md).
+#: LeNet-5 pass of 400 rows (20 objects x 20 samples) has an 18 MB conv1 activation; with the
+#: allocator thresholds raised (:mod:`pyro_varnet._malloc`) larger passes no longer fault their
+#: memory back in, and 1 000 rows are faster still for a sampled prefix
+#: (``benchmarks/results/2026-12-01-run_all.md``); 400 keeps memory that of a plain batch.
 BATCH_SIZE = 400
 
 

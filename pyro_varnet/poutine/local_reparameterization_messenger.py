@@ -126,18 +126,25 @@ class LocalReparameterizationMessenger(WeightOpMessenger):
 
     def _answer(self, op, bias_view, x, w_info, b_info, w, b, kwargs):
         b_moments = b_info if isinstance(b_info, Moments) else None
+        fused = False  # whether a parameter bias went into the mean op (one pass less over the output)
         if isinstance(w_info, Moments):
-            mean = op(x, w_info.loc, None, **kwargs) if w_info.loc is not None else 0.0
+            mean = None
+            if w_info.loc is not None:
+                fused = b is not None and b_info is None
+                mean = op(x, w_info.loc, b if fused else None, **kwargs)
             var = op(x.square(), w_info.var, None, **kwargs)
             if b_moments is not None:  # a Gaussian bias joins the Gaussian output (one draw)
-                mean = mean if b_moments.loc is None else mean + bias_view(b_moments.loc)
+                if b_moments.loc is not None:
+                    mean = bias_view(b_moments.loc) if mean is None else mean + bias_view(b_moments.loc)
                 var = var + bias_view(b_moments.var)
-            out = mean + torch.randn_like(var) * (var + self.eps).sqrt()
+            std = (var + self.eps).sqrt_()  # in place on a temporary: sqrt's backward needs only its output
+            noise = torch.randn_like(std)
+            out = noise * std if mean is None else torch.addcmul(mean, noise, std)
             if b_moments is not None:
                 return out
         else:
             out = w_info(op, x, kwargs)  # the rules' own exact sampler (an OpSampler)
-        if b is None:
+        if b is None or fused:
             return out
         if b_info is None:
             return out + bias_view(b)  # a parameter, or a value given from elsewhere

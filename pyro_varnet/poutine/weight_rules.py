@@ -34,7 +34,7 @@ import torch
 from pyro.distributions import Normal
 from torch.distributions import Distribution
 
-from ..distributions import InputDropout, SymmetricBernoulli, SymmetricUniform, ZeroMeanNormal
+from ..distributions import GaussianDropoutNormal, InputDropout, SymmetricBernoulli, SymmetricUniform, ZeroMeanNormal
 
 
 class Moments(NamedTuple):
@@ -161,6 +161,15 @@ class ZeroMeanNormalRules(NormalRules):
 
     def zero_mean(self, d: ZeroMeanNormal) -> None:
         return None
+
+
+@register_weight_rules(GaussianDropoutNormal)
+class GaussianDropoutNormalRules(NormalRules):
+    """N(θ, αθ²): the variance op takes αθ² straight from θ and log α (two passes over the
+    weight instead of forming σ = √α|θ| and squaring it)."""
+
+    def local_reparameterization(self, d: GaussianDropoutNormal) -> Moments:
+        return Moments(d.loc, d.log_alpha.exp() * d.loc.square())
 
 
 @register_weight_rules(SymmetricUniform)
