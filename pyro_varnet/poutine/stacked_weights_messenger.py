@@ -42,11 +42,28 @@ def _shared_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, k: 
     return out.flatten(0, 1)  # sample-minor rows
 
 
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
 def _shared_conv2d(x, w, b, k, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
-    """K stacked kernels on images NOT yet repeated: one convolution with K·out channels,
-    whose (N, K·out, H, W) output is the sample-minor (N·K, out, H, W) batch in memory."""
-    out = F.conv2d(x, w.flatten(0, 1), _flat_bias(b, k), stride, padding, dilation, groups)
-    return out.reshape(x.shape[0] * k, w.shape[1], *out.shape[2:])
+    """K stacked kernels on images NOT yet repeated: the input is unfolded ONCE and multiplied by
+    all K·out kernels in one matmul; the (N, K·out, H, W) result is the sample-minor
+    (N·K, out, H, W) batch in memory. (One convolution with K·out output channels computes the
+    same, but oneDNN runs it 2-5x slower than the matmul on a LeNet-5's first layer.)"""
+    out_ch, (kh, kw) = w.shape[1], w.shape[-2:]
+    if isinstance(padding, str):  # "same" / "valid": let the convolution work out the geometry
+        out = F.conv2d(x, w.flatten(0, 1), _flat_bias(b, k), stride, padding, dilation, groups)
+        return out.reshape(x.shape[0] * k, out_ch, *out.shape[2:])
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    h_out = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    w_out = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    cols = F.unfold(x, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))  # (N, C·kh·kw, L)
+    out = w.reshape(k * out_ch, -1) @ cols  # (N, K·out, L)
+    bias = _flat_bias(b, k)
+    if bias is not None:
+        out = out + bias[:, None]
+    return out.view(x.shape[0] * k, out_ch, h_out, w_out)
 
 
 class StackedWeightsMessenger(LayerOpMessenger):

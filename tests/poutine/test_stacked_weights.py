@@ -54,7 +54,17 @@ def test_shared_input_linear_is_k_separate_ops(stacked_bias):
         torch.testing.assert_close(out[j::K], F.linear(x, w[j], b[j] if stacked_bias else b))
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"stride": 2, "padding": 1}, {"groups": 2, "dilation": 2}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"stride": 2, "padding": 1},
+        {"groups": 2, "dilation": 2},
+        {"stride": (2, 1), "padding": (0, 2), "dilation": (1, 2)},  # the unfolded matmul's geometry
+        {"padding": "same"},
+        {"padding": "valid", "stride": 1},
+    ],
+)
 def test_shared_input_conv2d_is_k_separate_ops(kwargs):
     torch.manual_seed(0)
     groups = kwargs.get("groups", 1)
