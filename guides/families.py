@@ -15,7 +15,7 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import biject_to, constraints
 
-from pyro_varnet._checks import check_choice, check_positive_finite
+from pyro_varnet._checks import check_choice, check_drop_probability, check_finite, check_positive_finite
 from pyro_varnet.distributions import (
     GaussianDropoutNormal,
     InputDropout,
@@ -41,11 +41,6 @@ def _uniform_init(shape: torch.Size) -> torch.Tensor:
     fan_in = math.prod(shape[1:]) if len(shape) > 1 else math.prod(shape)
     bound = 1 / math.sqrt(max(fan_in, 1))
     return torch.empty(shape).uniform_(-bound, bound)
-
-
-def _check_finite(what: str, value) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value)):
-        raise ValueError(f"expected a finite {what}, got {value!r}")
 
 
 def _check_init_scale(init_scale) -> None:
@@ -165,7 +160,7 @@ class GaussianDropoutSite(SiteGuide):
     @classmethod
     def check_options(cls, granularity: str = "layer", init_log_alpha: float = -5.0) -> None:
         check_choice("alpha granularity", granularity, GRANULARITIES)
-        _check_finite("init_log_alpha", init_log_alpha)
+        check_finite("init_log_alpha", init_log_alpha)
 
     def base(self) -> GaussianDropoutNormal:
         # valid by construction (scale = sqrt(alpha)|theta| > 0): no per-step argument checks
@@ -191,7 +186,7 @@ class AdditiveSite(SiteGuide):
 
     @classmethod
     def check_options(cls, init_log_sigma2: float = -10.0) -> None:
-        _check_finite("init_log_sigma2", init_log_sigma2)
+        check_finite("init_log_sigma2", init_log_sigma2)
 
     def base(self) -> dist.Normal:
         return dist.Normal(self.mu, (0.5 * self.log_sigma2).exp(), validate_args=False)
@@ -254,8 +249,7 @@ class DropoutSite(SiteGuide):
 
     @classmethod
     def check_options(cls, p: float = 0.5) -> None:
-        if not (isinstance(p, int | float) and 0 <= p < 1):
-            raise ValueError(f"expected a drop probability 0 <= p < 1, got {p!r}")
+        check_drop_probability(p)
 
     def base(self) -> InputDropout:
         return InputDropout(self.theta, self.p)
@@ -281,10 +275,10 @@ class MagnitudeSite(SiteGuide):
 
     @classmethod
     def check_options(cls, init_mean: float = 1.0, init_log_alpha: float = -8.0) -> None:
-        _check_finite("init_mean", init_mean)
+        check_finite("init_mean", init_mean)
         if init_mean == 0:
             raise ValueError("expected a non-zero init_mean (λ = m√α)")
-        _check_finite("init_log_alpha", init_log_alpha)
+        check_finite("init_log_alpha", init_log_alpha)
 
     def base(self) -> dist.Normal:
         return dist.Normal(self.m, self.log_lambda.exp(), validate_args=False)
@@ -302,7 +296,7 @@ class AngleSite(SiteGuide):
 
     @classmethod
     def check_options(cls, init_loc: float = 0.0, init_scale: float = 0.05) -> None:
-        _check_finite("init_loc", init_loc)
+        check_finite("init_loc", init_loc)
         check_positive_finite("init_scale", init_scale)
 
     def base(self) -> TruncatedNormal:

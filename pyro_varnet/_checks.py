@@ -19,6 +19,18 @@ def check_positive_finite(what: str, value) -> None:
         raise ValueError(f"expected a positive finite {what}, got {value!r}")
 
 
+def check_finite(what: str, value) -> None:
+    """Raise ``ValueError("expected a finite {what}, got x")`` unless ``value`` is a finite real number."""
+    if not (isinstance(value, int | float) and math.isfinite(value)):
+        raise ValueError(f"expected a finite {what}, got {value!r}")
+
+
+def check_drop_probability(p) -> None:
+    """Raise ``ValueError`` unless ``p`` is a drop probability, 0 <= p < 1."""
+    if not (isinstance(p, int | float) and 0 <= p < 1):
+        raise ValueError(f"expected a drop probability 0 <= p < 1, got {p!r}")
+
+
 def check_choice(what: str, value, options: Iterable[str]) -> None:
     """Raise ``ValueError("expected {what} 'a', 'b' or 'c', got 'x'")`` unless ``value`` is an option."""
     options = tuple(options)

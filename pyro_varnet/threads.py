@@ -13,6 +13,8 @@ import contextlib
 import os
 import time
 
+import torch
+
 
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity where the platform tells it)."""
@@ -74,8 +76,6 @@ def resolve_threads(threads: int | str | None) -> int | None:
 def use_threads(threads: int | str | None):
     """Run the block with ``torch.set_num_threads(threads)`` (``"auto"``: :func:`auto_threads`;
     ``None``: unchanged) and restore torch's previous setting afterwards."""
-    import torch
-
     n = resolve_threads(threads)
     before = torch.get_num_threads()
     if n is not None and n != before:

@@ -6,6 +6,8 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 
+from .._checks import check_drop_probability
+
 
 class InputDropout(TorchDistribution):
     r"""Binary dropout of a layer's inputs, seen as a weight posterior (Gal & Ghahramani 2016):
@@ -37,8 +39,7 @@ class InputDropout(TorchDistribution):
         return self
 
     def __init__(self, theta: torch.Tensor, p: float, validate_args: bool | None = None) -> None:
-        if not 0 <= p < 1:
-            raise ValueError(f"expected a drop probability 0 <= p < 1, got {p}")
+        check_drop_probability(p)
         if theta.dim() < 2:
             raise ValueError(f"InputDropout needs a weight of at least 2 dims (out, in, ...), got {tuple(theta.shape)}")
         self.theta, self.p = theta, float(p)

@@ -8,9 +8,7 @@ from pyro.distributions import Delta
 
 from .._sites import rewrap, unwrap
 from .site_messenger import SiteMessenger
-from .weight_rules import prune_mask, weight_rules
-
-__all__ = ["PruneMessenger", "prune_mask"]
+from .weight_rules import weight_rules
 
 
 class PruneMessenger(SiteMessenger):

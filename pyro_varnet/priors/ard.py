@@ -32,7 +32,7 @@ class ARDPrior(Prior):
 
     def setup(self, shape: torch.Size) -> None:
         super().setup(shape)
-        self.scale = PyroParam(torch.full(self.shape, self.init_scale), constraints.positive)
+        self.scale = PyroParam(self._like.new_full(self.shape, self.init_scale), constraints.positive)
 
     has_scale = True
 
