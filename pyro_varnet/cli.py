@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,6 +15,7 @@ import torch
 
 from . import _json as json
 from . import data as datasets
+from .distributed import DistributedError
 from .infer.checkpoint import CheckpointError
 from .priors import prior_names
 from .runs import RunFolder, RunLockedError, RunWriter, safe_name
@@ -82,7 +86,9 @@ def parse_guide(spec: str) -> tuple[str, dict[str, str]]:
 def resolve_device(name: str) -> torch.device:
     """``--device``: ``auto`` is CUDA when available, else the CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU per process under torchrun
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
     if name == "mps" and not torch.backends.mps.is_available():
@@ -214,9 +220,11 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
     Every check (arguments, data, the checkpoint and its configuration) passes before anything
     in ``out`` is written; the run folder is locked for the run's life (see
     :mod:`pyro_varnet.runs`)."""
+    from . import distributed
     from .infer import fit
     from .infer.loop import StopOnSignal
 
+    main = distributed.is_main()
     folder = RunFolder(out)
     if folder.checkpoint.exists() and not args.resume:
         raise FileExistsError(
@@ -235,12 +243,16 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
             flush=True,
         )
 
-    with folder:
-        print(
-            f"{args.model} on MNIST ({len(train_data[0])} train / {len(test_data[0])} test), guide {guide_spec}, "
-            f"prior {args.prior}",
-            flush=True,
-        )
+    world_size = distributed.world()[1]
+    # rank 0 holds the folder's lock and writes its files; every rank reads the checkpoint
+    with folder if main else contextlib.nullcontext():
+        if main:
+            procs = f", {world_size} processes" if world_size > 1 else ""
+            print(
+                f"{args.model} on MNIST ({len(train_data[0])} train / {len(test_data[0])} test), guide {guide_spec}, "
+                f"prior {args.prior}{procs}",
+                flush=True,
+            )
         history = fit(
             model,
             guide,
@@ -266,8 +278,9 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
             resume=args.resume,
             config=config,
             overrides=_overrides(args.override),
-            callbacks=[StopOnSignal(), RunWriter(folder, run_args, echo=log)],
+            callbacks=[StopOnSignal(), *([RunWriter(folder, run_args, echo=log)] if main else [])],
             progress=not args.no_progress,
+            sync_batchnorm={"auto": None, "on": True, "off": False}[getattr(args, "sync_batchnorm", "auto")],
         )
     return model, guide, history
 
@@ -282,7 +295,43 @@ def _default_out(model: str, guide: str, prior: str) -> Path:
     return Path("runs") / safe_name(f"{model}-{guide}-{prior}", "run name (from --model/--guide/--prior)")
 
 
+def _launch(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--devices N`` (N > 1) outside torchrun: start N copies of this command on this machine
+    through torchrun's launcher (``python -m torch.distributed.run --standalone``)."""
+    rest, skip = [], False
+    for a in argv:  # the same command without --devices
+        if skip:
+            skip = False
+        elif a == "--devices":
+            skip = True
+        elif not a.startswith("--devices="):
+            rest.append(a)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.devices}",
+        "-m", "pyro_varnet.cli", *rest,
+    ]  # fmt: skip
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.devices)))
+    print("launching: " + " ".join(cmd[1:]), flush=True)
+    return subprocess.call(cmd, env=env)
+
+
 def train(args: argparse.Namespace) -> int:
+    from . import distributed
+
+    if args.devices > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return _launch(args, args.argv)
+    started = distributed.init_from_env()  # under torchrun / SLURM's srun with torchrun's variables
+    try:
+        return _train(args)
+    finally:
+        if started:
+            torch.distributed.destroy_process_group()
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import distributed
+
     t0 = time.perf_counter()
     # weight-normalized models bring their own families (q(g), q(angle)); the rest default to VN Table 2's
     guide = args.guide or ("layer" if args.model.startswith("wn-") else "zero-mean-fc1")
@@ -290,7 +339,8 @@ def train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(args.model, guide, args.prior)
     train_data, test_data = _load(args)
     _run(args, guide, out, train_data, test_data)
-    print(f"done in {time.perf_counter() - t0:.0f} s; checkpoint and metrics in {out}/")
+    if distributed.is_main():
+        print(f"done in {time.perf_counter() - t0:.0f} s; checkpoint and metrics in {out}/")
     return 0
 
 
@@ -590,6 +640,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--out", default=None, help="run folder (checkpoint.pt, metrics.jsonl, history.csv)")
     _add_training_args(t)
+    t.add_argument(
+        "--devices",
+        type=_positive,
+        default=1,
+        help="N > 1: data-parallel over N processes on this machine (one GPU each with --device cuda; torchrun's "
+        "launcher); --batch-size stays the global batch. Under torchrun itself leave it out",
+    )
+    t.add_argument(
+        "--sync-batchnorm",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="data-parallel runs: BatchNorm statistics of the global batch (SyncBatchNorm, GPUs; auto: on with "
+        "CUDA) or per process (off; needed to run a BatchNorm model on CPU processes)",
+    )
     t.set_defaults(func=train)
     c = sub.add_parser("compare", help="train several guides and compare their ELBO reports (VN Table 1)")
     c.add_argument("--guides", default="zero-mean-fc1,layer,neuron,weight,additive", help="comma list of guide specs")
@@ -655,13 +719,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: errors the CLI reports in one line (exit status 2); ``--debug`` shows their traceback
-USER_ERRORS = (OSError, ValueError, TypeError, CheckpointError, RunLockedError, MissingExtraError)
+USER_ERRORS = (OSError, ValueError, TypeError, CheckpointError, RunLockedError, MissingExtraError, DistributedError)
 
 
 def main(argv: list[str] | None = None) -> int:
     from .infer.loop import Interrupted
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except Interrupted as e:

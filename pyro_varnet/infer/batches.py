@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, IterableDataset, RandomSampler, TensorDataset, default_collate
+from torch.utils.data import DataLoader, IterableDataset, RandomSampler, TensorDataset, default_collate
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -34,11 +34,17 @@ def check_inputs(x: torch.Tensor, where: str) -> None:
         raise ValueError(f"{where}: inputs contain NaN or inf (rows {rows})")
 
 
-def tensor_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator) -> DataLoader:
+def tensor_loader(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
+) -> DataLoader:
     """Shuffled mini-batches of ``(x, y)``, drawn as
     ``DataLoader(TensorDataset(x, y), batch_size, shuffle=True, generator=generator)`` draws them
-    (the same order), but indexed a batch at a time instead of object by object."""
-    sampler = BatchSampler(RandomSampler(range(x.shape[0]), generator=generator), batch_size, drop_last=False)
+    (the same order), but indexed a batch at a time instead of object by object. With
+    ``world_size`` W > 1 each global batch is split between the ranks
+    (:class:`~pyro_varnet.distributed.ShardedBatches`) and this rank's part is returned."""
+    from ..distributed import ShardedBatches
+
+    sampler = ShardedBatches(RandomSampler(range(x.shape[0]), generator=generator), batch_size, rank, world_size)
     # the loader draws its workers' base seed from `generator` too, as a shuffling DataLoader does
     return DataLoader(TensorDataset(x, y), sampler=sampler, batch_size=None, generator=generator)
 

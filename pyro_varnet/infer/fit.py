@@ -12,6 +12,7 @@ from pathlib import Path
 import pyro
 import torch
 
+from .. import distributed
 from .._checks import check_positive_finite
 from .._device import fork_rng, module_device
 from ..threads import resolve_threads, use_threads
@@ -42,24 +43,36 @@ def site_log_alpha(guide) -> dict[str, float]:
 
 
 def evaluate(
-    model, guide, data, modes: Iterable[str], num_samples: int, batch_size: int = BATCH_SIZE, lrt: bool = False
+    model,
+    guide,
+    data,
+    modes: Iterable[str],
+    num_samples: int,
+    batch_size: int = BATCH_SIZE,
+    lrt: bool = False,
+    shard: bool = False,
 ) -> dict:
     """The metrics that suit the model's likelihood on ``data`` in each prediction mode,
     ``{"<metric>_<mode>": value}``: accuracy, NLL, ECE and Brier score for classifiers; RMSE,
     NLL and the coverage of central 50/90 % intervals for regressors. ``data`` is ``(x, y)`` or
-    an iterable of batches (gathered once); ``lrt``: sample as :func:`predict` does with it."""
+    an iterable of batches (gathered once); ``lrt``: sample as :func:`predict` does with it;
+    ``shard``: in a data-parallel run, each rank predicts its share and the predictions are
+    gathered (every rank must call it)."""
     x, y = gather(data, "evaluation data")
     lik = _likelihood(model)
     out = {}
     for mode in modes:
-        prediction = predict(model, guide, x, mode=mode, num_samples=num_samples, batch_size=batch_size, lrt=lrt)
+        prediction = predict(
+            model, guide, x, mode=mode, num_samples=num_samples, batch_size=batch_size, lrt=lrt, shard=shard
+        )
         device = getattr(prediction, "loc", prediction).device
         out.update({f"{k}_{mode}": v for k, v in lik.metrics(prediction, y.to(device)).items()})
     return out
 
 
 class Evaluate(Callback):
-    """Metrics of the test set (and of a training subset) every ``every`` epochs and at the last."""
+    """Metrics of the test set (and of a training subset) every ``every`` epochs and at the last;
+    in a data-parallel run each rank predicts its share of the objects."""
 
     adds_metrics = True
 
@@ -73,7 +86,9 @@ class Evaluate(Callback):
             return
         module = loop.step.loss_module
         for name, data in self.sets:
-            res = evaluate(module.model, module.guide, data, self.modes, self.num_samples, self.batch_size, self.lrt)
+            res = evaluate(
+                module.model, module.guide, data, self.modes, self.num_samples, self.batch_size, self.lrt, shard=True
+            )
             metrics.update({f"{name}_{k}": v for k, v in res.items()})
 
 
@@ -93,20 +108,26 @@ class SchedulerStep(Callback):
 
 
 class Checkpoint(Callback):
-    """Writes the whole training state atomically to ``path`` after every epoch."""
+    """Writes the whole training state atomically to ``path`` after every epoch. In a
+    data-parallel run every rank must call it (it gathers each rank's RNG state, ``rng_ranks``);
+    rank 0 writes."""
 
     def __init__(self, path, generator: torch.Generator | None = None, config: Mapping | None = None) -> None:
         self.path, self.generator, self.config = Path(path), generator, dict(config or {})
 
     def on_epoch_end(self, loop, epoch, metrics) -> None:
         step, module = loop.step, loop.step.loss_module
+        rngs = distributed.gather_objects(ckpt.rng_state(self.generator))  # every rank's, for exact resume
+        if not distributed.is_main():  # the ranks' modules and optimizers are identical: rank 0 writes
+            return
         state = {
             "epoch": epoch,
             **ckpt.module_state(module.model, module.guide),
             "optimizer": step.optimizer.state_dict(),
             "scheduler": getattr(getattr(step, "scheduler_state_target", step.scheduler), "state_dict", dict)(),
             "history": loop.history.epochs,
-            "rng": ckpt.rng_state(self.generator),
+            "rng": rngs[0],
+            "rng_ranks": rngs,
             "config": self.config,
         }
         ckpt.save_checkpoint(self.path, state)
@@ -149,6 +170,7 @@ def _name(fn) -> str:
 def _compare_config(saved: Mapping, now: Mapping, overrides: set, path) -> dict:
     """The settings that differ between a checkpoint's run and this one, ``{key: (saved, now)}``;
     raises :class:`CheckpointError` for any not in ``overrides``."""
+    saved = {"world_size": 1, **saved}  # written before data-parallel runs existed: one process
     changed = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
     refused = {k: v for k, v in changed.items() if k not in overrides}
     if refused:
@@ -199,8 +221,11 @@ def _check_args(epochs, batch_size, lr, eval_every, eval_modes, checkpoint, resu
         raise ValueError("resume=True needs the checkpoint path")
 
 
-def _train_batches(train_data, batch_size, generator, device, lik):
-    """A loader of the training data; tensors are checked once and moved to ``device`` once."""
+def _train_batches(train_data, batch_size, generator, device, lik, model=None):
+    """A loader of the training data; tensors are checked once and moved to ``device`` once. In
+    a data-parallel run, tensors (the same on every rank) are split global batch by global
+    batch, and a user's loader must shard the data itself."""
+    rank, world_size = distributed.world()
     tensors = as_tensors(train_data, "train_data")
     if tensors is None:
         first = train_data[0] if isinstance(train_data, list | tuple) and train_data else None
@@ -213,13 +238,23 @@ def _train_batches(train_data, batch_size, generator, device, lik):
                 f"expected train_data as a tuple (x, y) of tensors, a TensorDataset or an iterable of (x, y) "
                 f"batches such as a DataLoader, got {type(train_data).__name__}"
             )
+        if world_size > 1:
+            distributed.check_loader(train_data, world_size)
+            dataset = getattr(train_data, "dataset", None)
+            n = len(dataset) if hasattr(dataset, "__len__") else None
+            distributed.check_num_data(model, n, world_size)
         return train_data
     x, y = tensors
     check_inputs(x, "train_data")
     lik.check_targets(y)
+    if world_size > 1:
+        distributed.check_same_data(x, "train_data")
+        distributed.check_num_data(model, x.shape[0], world_size)
+        if batch_size < world_size:
+            raise ValueError(f"batch_size {batch_size} is the global batch: it must be >= the {world_size} processes")
     if device is not None and x.device != device:
         x, y = x.to(device), y.to(device)
-    return tensor_loader(x, y, batch_size, generator)
+    return tensor_loader(x, y, batch_size, generator, rank, world_size)
 
 
 def fit(
@@ -257,6 +292,8 @@ def fit(
     config: Mapping | None = None,
     overrides: Iterable[str] = (),
     threads: int | str | None = None,
+    sync_batchnorm: bool | None = None,
+    rank_noise: str | None = None,
 ) -> History:
     r"""Train ``guide`` (and the model's deterministic parameters) by SVI on ``train_data``.
 
@@ -324,9 +361,30 @@ def fit(
     :param threads: CPU threads for the run (``torch.set_num_threads``, restored afterwards);
         ``"auto"``: ``OMP_NUM_THREADS`` or the cores other processes leave idle
         (:func:`pyro_varnet.threads.auto_threads`); ``None``: torch's setting.
+    :param sync_batchnorm: in a data-parallel run, convert the model's BatchNorm layers to
+        ``SyncBatchNorm`` (statistics of the global batch); ``None``: yes on CUDA, and on CPU
+        (where it cannot run) an error for a model with BatchNorm unless ``False`` is passed.
+    :param rank_noise: in a data-parallel run, ``"shared"`` (every rank draws rank 0's weights:
+        one draw per step, as one process) or ``"independent"`` (per-object noise drawn
+        independently per rank); ``None``: shared for direct sampling (``lrt`` resolving to
+        ``False``), independent under local reparameterization and flipout.
     :returns: the :class:`History` of per-epoch metrics (``seconds`` is wall-clock time).
+
+    **Data-parallel runs.** When a ``torch.distributed`` process group of W > 1 processes is
+    initialised (``torchrun``, SLURM, ``varnet train --devices N``), every rank calls ``fit``
+    with the same arguments and data: ``batch_size`` is the global batch, each rank takes its
+    share of every global batch (:class:`~pyro_varnet.distributed.ShardedBatches`; a
+    ``DataLoader`` must carry a ``DistributedSampler``); the guide is built on the first batch
+    and the loss wrapped in ``DistributedDataParallel`` (rank 0's parameters broadcast,
+    gradients averaged); the model's ``num_data`` stays the global N, so the KL is counted
+    once; the recorded losses are means over the ranks; progress and checkpoints come from
+    rank 0, and a checkpoint holds every rank's RNG state, so resume is exact; evaluation
+    shards the test set and gathers the predictions.
     """
     resolve_threads(threads)  # checked before anything starts
+    rank, world_size = distributed.world()
+    if rank_noise is not None and rank_noise not in distributed.RANK_NOISE:
+        raise ValueError(f"expected rank_noise one of {distributed.RANK_NOISE} or None, got {rank_noise!r}")
     eval_modes = tuple(eval_modes)
     _check_args(epochs, batch_size, lr, eval_every, eval_modes, checkpoint, resume, scheduler_interval)
     if test_data is not None and eval_samples < 1:
@@ -349,6 +407,7 @@ def fit(
         "num_particles": num_particles,
         "warmup_epochs": warmup_epochs,
         "seed": seed,
+        "world_size": world_size,
         **dict(config or {}),
     }
     overrides = set(overrides)
@@ -362,10 +421,13 @@ def fit(
         if isinstance(m, torch.nn.Module) and (device is not None or dtype is not None):
             m.to(device=device, dtype=dtype)
     device = module_device(model, guide) if device is None else torch.device(device)
+    if world_size > 1 and distributed.check_batchnorm(model, device or torch.device("cpu"), sync_batchnorm):
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place: the model's BatchNorm children
     lik = _likelihood(model)
     seed_for_order = int(torch.randint(0, 2**62, (1,))) if seed is None else seed
+    seed_for_order = distributed.broadcast_object(seed_for_order)  # one data order for all ranks
     generator = torch.Generator().manual_seed(seed_for_order)
-    loader = _train_batches(train_data, batch_size, generator, device, lik)
+    loader = _train_batches(train_data, batch_size, generator, device, lik, model)
     test = train_subset = None
     if test_data is not None:
         test = gather(test_data, "test_data")
@@ -378,6 +440,8 @@ def fit(
         model, guide
     )
     step = _LazyStep(loss_module, lr, lr_multipliers, optimizer, scheduler, scheduler_interval, lr_schedule, kl_weight)
+    step.data_parallel = world_size > 1
+    step.rank_noise = rank_noise
     step.steps_per_epoch = num_batches(loader)
     if lr_schedule is not None and not step.steps_per_epoch:
         raise ValueError("lr_schedule needs training data with a length (len(train_data))")
@@ -399,7 +463,10 @@ def fit(
         except (ValueError, KeyError, RuntimeError) as e:
             raise ckpt.CheckpointError(f"checkpoint {checkpoint}: its optimizer state does not fit ({e})") from e
         history, start_epoch = History(list(state["history"])), int(state["epoch"])
-        ckpt.set_rng_state(state["rng"], generator)
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        ckpt.set_rng_state(ranks[min(rank, len(ranks) - 1)], generator)
+        if rank >= len(ranks):  # more processes than the run had (world_size overridden): own streams
+            pyro.set_rng_seed((int(torch.randint(0, 2**32, ())) + rank * 0x9E3779B9) % 2**32)
         if "lr" in changed:
             _set_base_lr(step, lr)
     for m in (model, guide):
@@ -428,7 +495,8 @@ def fit(
 
     if test is not None:
         step.more_targets = [("test_data targets", test[1])]
-    loop = Loop(step, loader, epochs, cbs, start_epoch, history, device, progress, epoch_metrics)
+    main, reduce = distributed.is_main(), distributed.all_mean if world_size > 1 else None
+    loop = Loop(step, loader, epochs, cbs, start_epoch, history, device, progress and main, epoch_metrics, reduce)
     with use_threads(threads):
         return loop.run()
 
@@ -442,6 +510,7 @@ class _LazyStep(Step):
         self.lr, self.lr_multipliers, self.interval = lr, lr_multipliers, interval
         self.make_optimizer, self.make_scheduler, self.lr_schedule = optimizer, scheduler, lr_schedule
         self.epoch_scheduler, self.steps_per_epoch = None, None
+        self.data_parallel, self.rank_noise = False, None
         _multiplier(lr_multipliers)  # checks the factors now
 
     @property
@@ -482,8 +551,19 @@ class _LazyStep(Step):
             model, guide = self.loss_module.model, self.loss_module.guide
             initialize(model, guide, torch.zeros_like(x[:2]), y[:2])
             self.check_targets(model, guide, x, [("train_data targets", y), *self.more_targets])
+            if self.data_parallel:  # the parameters exist: broadcast them, then the ranks' noise
+                self.forward = distributed.wrap(self.loss_module, torch.zeros_like(x[:2]), y[:2], device=x.device)
+                distributed.seed_ranks(self.rank_noise or self._default_rank_noise())
             self.build()
+        elif self.data_parallel and self.forward is None:  # resumed: states (and RNGs) from the checkpoint
+            self.forward = distributed.wrap(self.loss_module, torch.zeros_like(x[:2]), y[:2], device=x.device)
         return super().__call__(x, y, t)
+
+    def _default_rank_noise(self) -> str:
+        """Shared for one weight draw per step (direct sampling), independent per-object noise otherwise."""
+        elbo = self.loss_module.elbo
+        lrt = elbo.lrt if elbo.lrt is not None else bool(getattr(self.loss_module.guide, "exact_lrt", False))
+        return "shared" if lrt is False else "independent"
 
     more_targets: list = []
 

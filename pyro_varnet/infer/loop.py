@@ -53,6 +53,10 @@ class Step:
 
     The first step runs with Pyro's validation as configured; later steps without it (its
     checks force host syncs per site), since the model's structure does not change.
+
+    ``forward``: what computes the loss, if not ``loss_module`` itself — e.g. its
+    ``DistributedDataParallel`` wrapper (:func:`pyro_varnet.distributed.wrap`), which averages
+    the gradients over the ranks during ``backward``.
     """
 
     def __init__(
@@ -62,8 +66,10 @@ class Step:
         scheduler=None,
         kl_weight: Schedule | None = None,
         clip_norm: float | None = None,
+        forward: torch.nn.Module | None = None,
     ) -> None:
         self.loss_module, self.optimizer, self.scheduler = loss_module, optimizer, scheduler
+        self.forward = forward
         self.kl_weight = kl_weight or (lambda t: 1.0)
         self.clip_norm = clip_norm
         self.steps = 0
@@ -71,7 +77,7 @@ class Step:
     def __call__(self, x: torch.Tensor, y: torch.Tensor, t: float = 0.0) -> dict[str, torch.Tensor]:
         validate = pyro.infer.util.is_validation_enabled() and self.steps == 0
         with pyro.validation_enabled(validate), scale_latent(scale=self.kl_weight(t)):
-            loss = self.loss_module(x, y)
+            loss = (self.forward or self.loss_module)(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.clip_norm is not None:
@@ -221,6 +227,9 @@ class Loop:
     :param set_epoch: called with each epoch before it starts (e.g. a ``DistributedSampler``'s).
     :param device: where batches go (default: the model's device).
     :param bool progress: a tqdm progress bar.
+    :param reduce: combines a dict of this process's loss sums with the other processes' (in a
+        data-parallel run: their mean, :func:`pyro_varnet.distributed.all_mean`), so that the
+        loss checks and the recorded metrics are those of the global batch on every rank.
     """
 
     def __init__(
@@ -234,6 +243,7 @@ class Loop:
         device=None,
         progress: bool = True,
         epoch_metrics: Callable[[], dict] | None = None,
+        reduce: Callable[[dict], dict] | None = None,
     ) -> None:
         self.step, self.data, self.epochs = step, data, epochs
         self.callbacks = [cb if isinstance(cb, Callback) else _Plain(cb) for cb in callbacks]
@@ -243,6 +253,7 @@ class Loop:
         self.dtype = module_dtype(module)
         self.progress = progress
         self.epoch_metrics = epoch_metrics or (lambda: {})
+        self.reduce = reduce or (lambda sums: sums)
         self.epoch = start_epoch
         self.steps_per_epoch = num_batches(data)
 
@@ -282,12 +293,14 @@ class Loop:
                     for cb in self.callbacks:
                         cb.on_step_end(self, b)
                     if on_host or count % SYNC_EVERY == 0:
-                        self._check_loss(out["loss"] if on_host else sums["loss"], epoch, f"batch {b}")
+                        loss = self.reduce({"loss": out["loss"] if on_host else sums["loss"]})["loss"]
+                        self._check_loss(loss, epoch, f"batch {b}")
                         if self.progress and count % 10 == 0:
                             elbo = f"{_sync(out['elbo']):.5g}"
                             bar.set_postfix(epoch=f"{epoch}/{self.epochs}", elbo=elbo, refresh=False)
                 if count == 0:
                     raise ValueError(f"epoch {epoch}: the training data gave no batches")
+                sums = self.reduce(sums)
                 self._check_loss(sums["loss"], epoch, f"batches up to {count - 1}")
                 metrics = {"epoch": epoch, **{k: _sync(v) / count for k, v in sums.items() if k != "loss"}}
                 if "data" in metrics and "kl" in metrics:

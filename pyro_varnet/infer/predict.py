@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from pyro import poutine
 
+from .. import distributed
 from .. import metrics as M
 from .._checks import check_choice
 from .._device import module_device, module_dtype
@@ -225,6 +226,7 @@ def predict(
     vectorize: bool | str = "auto",
     device: torch.device | str | None = None,
     threads: int | str | None = None,
+    shard: bool = False,
 ):
     r"""Predictions of ``x`` in one of the paper's modes, as the model's likelihood defines them.
 
@@ -262,6 +264,10 @@ def predict(
         device (and floating dtype) of the model's parameters.
     :param threads: CPU threads for the call (restored afterwards); ``"auto"``: see
         :func:`pyro_varnet.threads.auto_threads`; ``None``: torch's setting.
+    :param bool shard: in a data-parallel run (a ``torch.distributed`` process group of W > 1),
+        each rank predicts a contiguous W-th of ``x`` and the pieces are gathered, so every rank
+        returns the prediction of all of ``x``; every rank must call it with the same ``x``.
+        Without a process group it changes nothing.
     """
     check_choice("prediction mode", mode, MODES)
     resolve_threads(threads)
@@ -272,8 +278,17 @@ def predict(
     if batch_size < 1 or max_objects < 1:
         raise ValueError(f"expected batch_size >= 1 and max_objects >= 1, got {batch_size}, {max_objects}")
     x = prepare_inputs(model, guide, x, device)
+    rows, sizes = distributed.shard(x.shape[0]) if shard else (slice(None), [x.shape[0]])
+    if min(sizes) == 0:  # fewer objects than processes: every rank predicts all
+        rows, sizes = slice(None), [x.shape[0]]
     with use_threads(threads):
-        return _predict(model, guide, x, mode, num_samples, batch_size, lrt, max_objects, vectorize).result()
+        out = _predict(model, guide, x[rows], mode, num_samples, batch_size, lrt, max_objects, vectorize).result()
+    if len(sizes) == 1:
+        return out
+    if isinstance(out, M.RegressionPrediction):  # (K, N, D): objects along dim 1
+        loc, scale = (distributed.gather_rows(t, sizes, dim=1) for t in (out.loc, out.scale))
+        return M.RegressionPrediction(loc, scale, out.scalar)
+    return distributed.gather_rows(out, sizes)
 
 
 @torch.no_grad()
