@@ -302,7 +302,9 @@ def spawn(fn, nprocs: int, *args, backend: str = "gloo", threads: int | None = 1
     """Run ``fn(*args)`` in ``nprocs`` new processes on this machine, joined in one process group
     (``backend`` gloo: CPU), and return each rank's result in rank order (results travel by
     ``torch.save``). ``fn`` must be importable by name (defined at a module's top level).
-    ``threads``: CPU threads per process. For notebooks and tests; scripts use ``torchrun``."""
+    ``threads``: CPU threads per process. For tests, benchmarks and notebooks that import
+    ``fn`` from a module (a function defined in a notebook cell cannot be imported by the new
+    processes); training scripts use ``torchrun``."""
     if nprocs < 1:
         raise ValueError(f"expected nprocs >= 1, got {nprocs}")
     with tempfile.TemporaryDirectory() as folder:

@@ -6,7 +6,8 @@ import torch
 
 # tests read MNIST from the shared folder beside the checkout unless told otherwise
 _SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-os.environ.setdefault("PYRO_VARNET_DATA", os.path.abspath(_SHARED))
+# absolute: the notebooks' kernels and the CLI's subprocesses run in other folders
+os.environ["PYRO_VARNET_DATA"] = os.path.abspath(os.environ.get("PYRO_VARNET_DATA", _SHARED))
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

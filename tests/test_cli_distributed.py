@@ -29,13 +29,11 @@ def test_train_on_two_processes(tmp_path):
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["config"]["world_size"] == 2 and len(state["rng_ranks"]) == 2
     assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])  # per-rank LRT noise
-    # resumed with the same number of processes; a different number is refused unless overridden
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]
+    # resuming with another number of processes is refused unless overridden (exact 2-process
+    # resume: tests/infer/test_distributed.py)
     done = _varnet(*args, "--epochs", "2", "--resume")
     assert done.returncode == 2 and "world_size 2 (now 1)" in done.stderr
-    done = _varnet(*args, "--epochs", "2", "--resume", "--devices", "2")
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
 
 def test_batchnorm_on_cpu_processes_needs_a_choice(tmp_path):

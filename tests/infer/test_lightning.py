@@ -93,3 +93,17 @@ def test_global_batches_one_process_order_is_a_shuffling_dataloader():
     assert ours == [b[1].tolist() for b in plain]
     with pytest.raises(ValueError, match="NaN"):
         global_batches(x.clone().fill_(float("nan")), y, 5)
+
+
+@pytest.mark.parametrize("precision", ["64-true", "bf16-mixed"])
+def test_precision_settings(precision):
+    """Lightning's precision plugins: "64-true" converts the built guide and the batches to
+    float64; "bf16-mixed" runs the step under CPU autocast; both give a finite ELBO."""
+    model, guide, (x, y) = toy("layer")
+    module = VarnetModule(model, guide, example=(x, y), lr=1e-2)
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, precision=precision, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, global_batches(x, y, BATCH))
+    assert np.isfinite(float(trainer.callback_metrics["elbo"]))
+    dtype = torch.float64 if precision == "64-true" else torch.float32
+    assert all(p.dtype == dtype for p in [*model.parameters(), *guide.parameters()])
