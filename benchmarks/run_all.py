@@ -36,6 +36,7 @@ from pathlib import Path
 import pyro
 import torch
 from _lenet import DeterministicLeNet5
+from _report import write_report
 from svi_step import make_steps
 
 from pyro_varnet.infer import DecomposedELBO, Step, flush_subnormals_, initialize, predict, restore
@@ -250,9 +251,7 @@ def main() -> None:
                 args.repeats,
                 args.data_root,
             )
-    out = Path(args.out or Path(__file__).parent / "results" / f"{datetime.date.today()}-run_all.md")
-    out.write_text("\n".join(LINES) + "\n")
-    print(f"\nwritten to {out}")
+    write_report("\n".join(LINES), "run_all", args.out)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from _report import write_report
 
 from pyro_varnet import distributed
 from pyro_varnet.guides import NetworkGuide
@@ -139,9 +139,7 @@ def main(argv=None) -> int:
         lines.append(f"| {w} | {spread(times[w])} | {speed} | {eff} |")
     report = "\n".join(lines)
     print("\n" + report)
-    out = Path(args.out or Path(__file__).parent / "results" / f"{datetime.date.today()}-scaling.md")
-    out.write_text(report + "\n")
-    print(f"\nwritten to {out}")
+    write_report(report, "scaling", args.out)
     return 0
 
 

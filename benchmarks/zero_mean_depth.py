@@ -36,10 +36,10 @@ import datetime
 import math
 import sys
 import time
-from pathlib import Path
 
 import pyro
 import torch
+from _report import write_report
 
 from pyro_varnet.data import load_mnist
 from pyro_varnet.guides import NetworkGuide
@@ -172,9 +172,7 @@ def main(argv=None) -> int:
                 lines.append(f"{first} {layer} | {noise:.3g} | {mean_sig:.3g} | {var_sig:.3g} |")
         print("\n".join(lines[-(4 + 4 * len(rows)) :]), flush=True)
     report = "\n".join(lines)
-    out = Path(args.out or Path(__file__).parent / "results" / f"{datetime.date.today()}-zero_mean_depth.md")
-    out.write_text(report + "\n")
-    print(f"\nwritten to {out}")
+    write_report(report, "zero_mean_depth", args.out)
     return 0
 
 
