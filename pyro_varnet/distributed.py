@@ -34,6 +34,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import BatchSampler
 
+from ._checks import check_choice
+
 RANK_NOISE = ("shared", "independent")
 
 
@@ -225,6 +227,24 @@ def gather_objects(obj) -> list:
     return [_loads(b) for b in out]
 
 
+def check_rank_noise(rank_noise, allow_none: bool = True) -> None:
+    """``rank_noise`` is ``"shared"``, ``"independent"`` (or ``None``: chosen from the ELBO)."""
+    if rank_noise is None and allow_none:
+        return
+    check_choice("rank_noise", rank_noise, RANK_NOISE)
+
+
+def default_rank_noise(elbo, guide) -> str:
+    """Shared for one weight draw per step (direct sampling), independent per-object noise otherwise."""
+    lrt = elbo.lrt if elbo.lrt is not None else bool(getattr(guide, "exact_lrt", False))
+    return "shared" if lrt is False else "independent"
+
+
+def rank_seed(base: int, rank: int) -> int:
+    """A 32-bit seed of rank ``rank``'s own stream derived from ``base`` (NumPy takes 32-bit seeds)."""
+    return (int(base) + rank * 0x9E3779B9) % 2**32
+
+
 def seed_ranks(rank_noise: str) -> None:
     """After the parameters' broadcast: every rank takes rank 0's random state (``"shared"``:
     one weight draw per step, drawn alike on all ranks — the single-process draw), or its own
@@ -233,13 +253,12 @@ def seed_ranks(rank_noise: str) -> None:
 
     from .infer.checkpoint import rng_state, set_rng_state
 
-    if rank_noise not in RANK_NOISE:
-        raise ValueError(f"expected rank_noise one of {RANK_NOISE}, got {rank_noise!r}")
+    check_rank_noise(rank_noise, allow_none=False)
     rank, _ = world()
     set_rng_state(broadcast_object(rng_state()))
     if rank_noise == "independent":
         base = int(broadcast_object(int(torch.randint(0, 2**62, ()))))
-        set_rng_seed((base + rank * 0x9E3779B9) % 2**32)  # NumPy takes 32-bit seeds
+        set_rng_seed(rank_seed(base, rank))
 
 
 def all_mean(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -129,8 +129,7 @@ class VarnetModule(L.LightningModule):
         num_samples: int = 20,
     ) -> None:
         super().__init__()
-        if rank_noise is not None and rank_noise not in distributed.RANK_NOISE:
-            raise ValueError(f"expected rank_noise one of {distributed.RANK_NOISE} or None, got {rank_noise!r}")
+        distributed.check_rank_noise(rank_noise)
         for mode in (*val_modes, predict_mode):
             if mode not in MODES:
                 raise ValueError(f"unknown prediction mode {mode!r}; expected one of {MODES}")
@@ -159,11 +158,7 @@ class VarnetModule(L.LightningModule):
         """After Lightning's DDP wrap has broadcast rank 0's parameters: the ranks' random streams
         (unless a checkpoint restored them)."""
         if distributed.is_distributed() and not self._rng_restored:
-            distributed.seed_ranks(self.rank_noise or self._default_rank_noise())
-
-    def _default_rank_noise(self) -> str:
-        lrt = self.elbo.lrt if self.elbo.lrt is not None else bool(getattr(self.guide, "exact_lrt", False))
-        return "shared" if lrt is False else "independent"
+            distributed.seed_ranks(self.rank_noise or distributed.default_rank_noise(self.elbo, self.guide))
 
     # steps ------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -383,8 +383,7 @@ def fit(
     """
     resolve_threads(threads)  # checked before anything starts
     rank, world_size = distributed.world()
-    if rank_noise is not None and rank_noise not in distributed.RANK_NOISE:
-        raise ValueError(f"expected rank_noise one of {distributed.RANK_NOISE} or None, got {rank_noise!r}")
+    distributed.check_rank_noise(rank_noise)
     eval_modes = tuple(eval_modes)
     _check_args(epochs, batch_size, lr, eval_every, eval_modes, checkpoint, resume, scheduler_interval)
     if test_data is not None and eval_samples < 1:
@@ -466,7 +465,7 @@ def fit(
         ranks = state.get("rng_ranks") or [state["rng"]]
         ckpt.set_rng_state(ranks[min(rank, len(ranks) - 1)], generator)
         if rank >= len(ranks):  # more processes than the run had (world_size overridden): own streams
-            pyro.set_rng_seed((int(torch.randint(0, 2**32, ())) + rank * 0x9E3779B9) % 2**32)
+            pyro.set_rng_seed(distributed.rank_seed(torch.randint(0, 2**32, ()), rank))
         if "lr" in changed:
             _set_base_lr(step, lr)
     for m in (model, guide):
@@ -551,19 +550,18 @@ class _LazyStep(Step):
             model, guide = self.loss_module.model, self.loss_module.guide
             initialize(model, guide, torch.zeros_like(x[:2]), y[:2])
             self.check_targets(model, guide, x, [("train_data targets", y), *self.more_targets])
-            if self.data_parallel:  # the parameters exist: broadcast them, then the ranks' noise
-                self.forward = distributed.wrap(self.loss_module, torch.zeros_like(x[:2]), y[:2], device=x.device)
-                distributed.seed_ranks(self.rank_noise or self._default_rank_noise())
+            fresh = True
             self.build()
-        elif self.data_parallel and self.forward is None:  # resumed: states (and RNGs) from the checkpoint
+        else:
+            fresh = False
+        if self.data_parallel and self.forward is None:
+            # the parameters exist: broadcast them; a fresh run then seeds the ranks' noise (a resumed
+            # run has its RNGs from the checkpoint)
             self.forward = distributed.wrap(self.loss_module, torch.zeros_like(x[:2]), y[:2], device=x.device)
+            if fresh:
+                guide = self.loss_module.guide
+                distributed.seed_ranks(self.rank_noise or distributed.default_rank_noise(self.loss_module.elbo, guide))
         return super().__call__(x, y, t)
-
-    def _default_rank_noise(self) -> str:
-        """Shared for one weight draw per step (direct sampling), independent per-object noise otherwise."""
-        elbo = self.loss_module.elbo
-        lrt = elbo.lrt if elbo.lrt is not None else bool(getattr(self.loss_module.guide, "exact_lrt", False))
-        return "shared" if lrt is False else "independent"
 
     more_targets: list = []
 
