@@ -59,11 +59,24 @@ def _models():
     }
 
 
+def split_column(spec: str, bayesian: str = "") -> tuple[str, str]:
+    """``"zero-mean@fc1"`` → guide ``"zero-mean"`` with only fc1 Bayesian (``+`` joins layers;
+    the other layers deterministic, without KL); a spec without ``@`` keeps ``bayesian``."""
+    if "@" not in spec:
+        return spec, bayesian
+    guide, layers = spec.split("@", 1)
+    if not guide or not layers or "@" in layers or any(not name for name in layers.split("+")):
+        raise ValueError(f"cannot read guide {spec!r}: expected GUIDE@LAYER[+LAYER...], e.g. zero-mean@fc1")
+    return guide, layers.replace("+", ",")
+
+
 def parse_guide(spec: str) -> tuple[str, dict[str, str]]:
     """``"layer"`` → layer-wise everywhere; ``"zero-mean-fc1"`` → zero-mean on fc1 (``+`` joins
-    layers), layer-wise elsewhere; ``"fc1=zero-mean,default=neuron"`` → explicit mapping."""
+    layers), layer-wise elsewhere; ``"fc1=zero-mean,default=neuron"`` → explicit mapping;
+    ``"zero-mean@fc1"`` → zero-mean on fc1, the other layers deterministic (no prior)."""
     from .guides import FAMILIES
 
+    spec, _ = split_column(spec)
     if "=" in spec:
         pairs = dict(p.split("=", 1) for p in spec.split(","))
         default = pairs.pop("default", "layer")
@@ -205,6 +218,7 @@ def _build(model_name: str, prior: str, bayesian: str, guide_spec: str, num_data
     from .guides import NetworkGuide
     from .models import Classifier
 
+    guide_spec, bayesian = split_column(guide_spec, bayesian)
     default, families = parse_guide(guide_spec)
     pyro.clear_param_store()
     if seed is not None:
@@ -440,7 +454,13 @@ def rl(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     kinds = args.methods.split(",")
-    res = compare_exploration(args.env, kinds, args.seeds, args.episodes, args.lr, args.last, args.processes)
+    options = {
+        "sigma_scale": args.sigma_scale,
+        "sigma_lr_mult": args.sigma_lr_mult,
+        "baseline": args.baseline,
+        "episodes_per_update": args.episodes_per_update,
+    }
+    res = compare_exploration(args.env, kinds, args.seeds, args.episodes, args.lr, args.last, args.processes, **options)
     print(
         f"REINFORCE on {args.env}: mean return over the last {args.last} of {args.episodes} episodes, "
         f"{args.seeds} seeds"
@@ -448,7 +468,7 @@ def rl(args: argparse.Namespace) -> int:
     _print_table([(k, f"{m:.1f} ± {se:.1f} (SE)") for k, (m, se) in res["final"].items()])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "rl.json").write_text(json.dumps({**res, "seconds": time.perf_counter() - t0}))
+    (out / "rl.json").write_text(json.dumps({**res, "options": options, "seconds": time.perf_counter() - t0}))
     plot_rl_curves(res["returns"], out / "rl.png", title=f"REINFORCE on {args.env} (VN Fig. 6)")
     print(f"curves in {out}/rl.png, rl.json ({time.perf_counter() - t0:.0f} s)")
     return 0
@@ -473,44 +493,71 @@ def wn_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare_guides(args: argparse.Namespace) -> int:
-    from .analysis import (
-        compare,
-        elbo_report,
-        plot_elbo_decomposition,
-        plot_kl_priors,
-        plot_phase_transition,
-        plot_sample_accuracies,
+def _compare_column(args: argparse.Namespace, spec: str, out: Path, threads: int | None = None):
+    """Train one column of ``varnet compare`` and write its report (``threads`` set: a worker
+    process of ``--processes``, which loads the data itself); returns the :class:`ELBOReport`."""
+    from .analysis import elbo_report, plot_phase_transition, plot_sample_accuracies
+
+    if threads is not None:
+        args.threads, args.no_progress = threads, True
+    train_data, test_data = _load(args)
+    model, guide, history = _run(args, spec, out / safe_name(spec, "guide"), train_data, test_data)
+    report = elbo_report(
+        model,
+        guide,
+        train_data,
+        test_data,
+        num_samples=args.eval_samples,
+        elbo_samples=args.elbo_samples,
+        num_draws=args.draws,
+        name=spec,
+        history=history,
+        seed=args.seed,
     )
+    report.save(out / f"{spec}.nc")
+    plot_phase_transition(history, out / f"phase_transition_{spec}.png", title=f"{spec}: phase transition")
+    plot_sample_accuracies(
+        report.sample_accuracies, report.metrics["acc_ensemble"], out / f"sample_accuracies_{spec}.png"
+    )
+    return report
+
+
+def _compare_worker(job):
+    args, spec, out, threads = job
+    return _compare_column(args, spec, out, threads)
+
+
+#: ``varnet compare``'s default lever (VN Table 1 within a CPU budget): Adam moves a log-scale
+#: parameter by about the learning rate per step, so at 1e-3 log α / log σ² travel ~0.3 per
+#: epoch; ×30 lets the layer- and neuron-wise families reach the phase transition in ~10 epochs
+COMPARE_LR_MULT = ("*log_alpha*=30", "*log_sigma2=30")
+
+
+def compare_guides(args: argparse.Namespace) -> int:
+    from .analysis import VN_TABLE1, compare, plot_elbo_decomposition, plot_kl_priors, vn_table1_column
 
     t0 = time.perf_counter()
     specs = args.guides.split(",")
     for spec in specs:  # every name is checked before anything is created
         parse_guide(safe_name(spec, "guide"))
+    if args.lr_mult is None:
+        args.lr_mult = list(COMPARE_LR_MULT)
+    _lr_multipliers(args.lr_mult)
     out = Path(args.out) if args.out else Path("reports") / safe_name(f"compare-{args.model}-{args.prior}", "name")
-    train_data, test_data = _load(args)
-    reports = {}
-    for spec in specs:
-        model, guide, history = _run(args, spec, out / spec, train_data, test_data)
-        report = elbo_report(
-            model,
-            guide,
-            train_data,
-            test_data,
-            num_samples=args.eval_samples,
-            elbo_samples=args.elbo_samples,
-            num_draws=args.draws,
-            name=spec,
-            history=history,
-            seed=args.seed,
-        )
-        report.save(out / f"{spec}.nc")
-        plot_phase_transition(history, out / f"phase_transition_{spec}.png", title=f"{spec}: phase transition")
-        plot_sample_accuracies(
-            report.sample_accuracies, report.metrics["acc_ensemble"], out / f"sample_accuracies_{spec}.png"
-        )
-        reports[spec] = report
-    table, markdown, az_table = compare(reports, ic=args.ic)
+    processes = min(args.processes, len(specs))
+    if processes > 1:
+        import multiprocessing as mp
+
+        total = args.threads if isinstance(args.threads, int) else resolve_threads("auto")
+        threads = max(1, total // processes)
+        print(f"{len(specs)} columns on {processes} processes, {threads} thread(s) each", flush=True)
+        with mp.get_context("spawn").Pool(processes) as pool:
+            done = pool.map(_compare_worker, [(args, spec, out, threads) for spec in specs], chunksize=1)
+    else:
+        done = [_compare_column(args, spec, out) for spec in specs]
+    reports = dict(zip(specs, done))
+    reference = {spec: VN_TABLE1[col] for spec in specs if (col := vn_table1_column(spec)) is not None}
+    table, markdown, az_table = compare(reports, ic=args.ic, reference=reference)
     plot_kl_priors(out / "kl_priors.png")
     plot_elbo_decomposition(reports, out / "elbo_decomposition.png")
     (out / "table.md").write_text(markdown + "\n")
@@ -522,11 +569,15 @@ def compare_guides(args: argparse.Namespace) -> int:
             **r.metrics,
             "log_alpha": r.log_alpha,
             "mmd_bound": r.mmd_bound,
+            "seconds": float(sum(r.history["seconds"])) if len(r.history) else None,
         }
         for name, r in reports.items()
     }
     (out / "report.json").write_text(json.dumps(summary, indent=2))
-    print("\nVN Table 1 as measured (ELBO, data term and KL in nats):\n" + markdown)
+    print(
+        "\nVN Table 1 as measured (ELBO, data term and KL in nats over the training set; '(VN)': the paper's, "
+        "over 60 000 images):\n" + markdown
+    )
     if az_table is not None:
         az_table.to_csv(out / "az_compare.csv")
         print(f"\naz.compare on pointwise test log-likelihoods ({args.ic.upper()}):\n" + az_table.to_string())
@@ -656,7 +707,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.set_defaults(func=train)
     c = sub.add_parser("compare", help="train several guides and compare their ELBO reports (VN Table 1)")
-    c.add_argument("--guides", default="zero-mean-fc1,layer,neuron,weight,additive", help="comma list of guide specs")
+    c.add_argument(
+        "--guides",
+        default="zero-mean@fc1,layer,neuron,weight,additive",
+        help="comma list of guide specs, VN Table 1's columns by default (zero-mean@fc1: fc1 a variance layer, "
+        "the other layers deterministic)",
+    )
+    c.add_argument(
+        "--processes",
+        type=_positive,
+        default=1,
+        help="train the columns in this many processes at once (the threads are split between them)",
+    )
     c.add_argument("--out", default=None, help="report folder")
     c.add_argument(
         "--draws",
@@ -667,7 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ic", choices=("loo", "waic"), default="loo", help="information criterion of az.compare")
     c.add_argument("--elbo-samples", type=int, default=3, help="passes over the training set for the data term")
     _add_training_args(c)
-    c.set_defaults(func=compare_guides)
+    c.set_defaults(func=compare_guides, lr_mult=None)
     r = sub.add_parser("prune", help="prune a trained run's layer by sigma: sparsity vs accuracy (VN Fig. 5)")
     r.add_argument("run", help="a varnet train run folder (args.json, checkpoint.pt)")
     r.add_argument("--site", default="fc1", help="layer name or full site name (default fc1)")
@@ -713,6 +775,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--lr", type=float, default=1e-3)
     q.add_argument("--last", type=int, default=20, help="episodes averaged into a seed's final score")
     q.add_argument("--processes", type=int, default=1)
+    q.add_argument("--sigma-scale", type=float, default=1.0, help="the noisy layer's σ initialisation times this")
+    q.add_argument("--sigma-lr-mult", type=float, default=1.0, help="σ's learning rate is --lr times this")
+    q.add_argument("--baseline", choices=("running", "per-step", "none"), default="running")
+    q.add_argument("--episodes-per-update", type=_positive, default=1, help="episodes summed into one Adam step")
     q.add_argument("--out", default="reports/rl")
     q.set_defaults(func=rl)
     return p

@@ -3,9 +3,12 @@
 import json
 import os
 
+import pyro
 import pytest
+import torch
 
 from pyro_varnet import cli, data
+from pyro_varnet.infer import initialize
 
 HAVE_MNIST = os.path.isdir(os.path.join(os.environ.get(data.ENV_VAR, "/nonexistent"), "MNIST", "raw"))
 
@@ -36,6 +39,22 @@ def test_parse_guide():
         cli.parse_guide("fc1=gamma")
     assert cli.parse_guide("zero-mean-log-fc1") == ("layer", {"fc1": "zero-mean-log"})
     assert cli.parse_guide("fc1=bernoulli,default=dropout") == ("dropout", {"fc1": "bernoulli"})
+
+
+def test_column_specs_choose_the_bayesian_layers():
+    assert cli.split_column("zero-mean@fc1") == ("zero-mean", "fc1")
+    assert cli.split_column("layer@conv1+fc1", "fc2") == ("layer", "conv1,fc1")  # the spec's layers win
+    assert cli.split_column("layer", "fc2") == ("layer", "fc2")
+    assert cli.parse_guide("zero-mean@fc1") == ("zero-mean", {})
+    for bad in ("zero-mean@", "@fc1", "layer@fc1@fc2", "layer@fc1++fc2"):
+        with pytest.raises(ValueError, match="GUIDE@LAYER"):
+            cli.split_column(bad)
+    model, guide = cli._build("lenet5", "log-uniform", "", "zero-mean@fc1", 100, seed=0)
+    x, y = torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long)
+    initialize(model, guide, x, y)
+    trace = pyro.poutine.trace(guide).get_trace(x, y)
+    latent = {name for name, site in trace.nodes.items() if site["type"] == "sample"}
+    assert latent == {"net.fc1.weight"}  # the other layers are deterministic: no prior, no KL
 
 
 def test_lr_multiplier_specs():

@@ -9,6 +9,7 @@ pytest.importorskip("gymnasium", reason="needs the experiments extra")
 
 from pyro_varnet.experiments.rl import (  # noqa: E402
     LAYERS,
+    Baseline,
     EpisodeNoiseLinear,
     Policy,
     compare_exploration,
@@ -93,3 +94,44 @@ def test_reinforce_and_comparison_smoke(tmp_path):
     assert set(res["final"]) == set(LAYERS) and all(len(v) == 2 for v in res["returns"].values())
     with pytest.raises(ValueError, match="policy layer"):
         Policy(4, 2, kind="dropout")
+
+
+def test_baselines_turn_reward_to_go_into_advantages():
+    g1, g2 = torch.tensor([3.0, 2.0, 1.0]), torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
+    # running: one mean and scale, the episode folded in first (weight 0.1 for the newest)
+    b = Baseline("running")
+    torch.testing.assert_close(b(g1), (g1 - 2.0) / math.sqrt(2 / 3))
+    m, v = 0.9 * 2.0 + 0.1 * 3.0, 0.9 * (2 / 3) + 0.1 * 2.0
+    torch.testing.assert_close(b(g2), (g2 - m) / math.sqrt(v))
+    # per step: a mean per time step; steps only one episode reached keep that episode's value
+    p = Baseline("per-step")
+    torch.testing.assert_close(p(g1), torch.zeros(3))
+    step_mean = torch.tensor([0.9 * 3 + 0.1 * 5, 0.9 * 2 + 0.1 * 4, 0.9 * 1 + 0.1 * 3, 2.0, 1.0])
+    torch.testing.assert_close(p(g2), (g2 - step_mean) / math.sqrt(v))
+    torch.testing.assert_close(p(g1), (g1 - (0.9 * step_mean[:3] + 0.1 * g1)) / math.sqrt(0.9 * v + 0.1 * 2 / 3))
+    # none: scaled, not centred
+    n = Baseline("none")
+    torch.testing.assert_close(n(g1), g1 / math.sqrt(2 / 3))
+    with pytest.raises(ValueError, match="baseline"):
+        Baseline("critic")
+
+
+def test_sigma_scale_scales_the_noisy_layers_initialisation():
+    torch.manual_seed(0)
+    wide = EpisodeNoiseLinear(400, 50, "variance", sigma_scale=3.0).sigma.detach()
+    assert wide.abs().max() <= 3 / 20 and wide.abs().max() > 2.9 / 20  # U(±3/√400)
+    noisy = EpisodeNoiseLinear(400, 50, "parameter-noise", sigma_scale=3.0).sigma.detach()
+    torch.testing.assert_close(noisy, torch.full_like(noisy, 0.5 * 3 / 20))
+    with pytest.raises(ValueError, match="sigma_scale"):
+        EpisodeNoiseLinear(4, 2, "variance", sigma_scale=0.0)
+
+
+def test_search_options_train():
+    pytest.importorskip("gymnasium")
+    options = {"sigma_scale": 2.0, "sigma_lr_mult": 10.0, "baseline": "per-step", "episodes_per_update": 2}
+    returns = reinforce("CartPole-v1", "variance", episodes=3, seed=0, **options)
+    assert len(returns) == 3 and returns == reinforce("CartPole-v1", "variance", episodes=3, seed=0, **options)
+    res = compare_exploration(kinds=("variance",), seeds=1, episodes=2, **options)
+    assert len(res["returns"]["variance"][0]) == 2
+    with pytest.raises(ValueError, match="episodes_per_update"):
+        reinforce("CartPole-v1", "variance", episodes=3, episodes_per_update=0)

@@ -15,11 +15,12 @@ from .plots import (
     plot_sample_accuracies,
 )
 from .pruning import plot_prune_curve, prune_curve
-from .report import ELBOReport, compare, elbo_report, ic_diagnostics, mmd_bound
+from .report import VN_TABLE1, ELBOReport, compare, elbo_report, ic_diagnostics, mmd_bound, vn_table1_column
 from .weightnorm import plot_weightnorm_posteriors, structured_sparsity, weightnorm_posteriors
 
 __all__ = [
     "ELBOReport",
+    "VN_TABLE1",
     "LOG_ALPHA_CLIP",
     "as_trace",
     "ic_diagnostics",
@@ -41,5 +42,6 @@ __all__ = [
     "plot_weightnorm_posteriors",
     "prune_curve",
     "structured_sparsity",
+    "vn_table1_column",
     "weightnorm_posteriors",
 ]

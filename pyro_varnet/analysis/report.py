@@ -35,6 +35,26 @@ REGRESSION_ROWS = TABLE_ROWS[:3] + (
     ("Test-time averaging 90 % coverage (%)", "cov90_ensemble"),
 )
 
+#: VN Table 1 (MNIST, LeNet-5, N = 60 000 training images), in nats and per cent: the paper
+#: gives the ELBO, data term and KL in thousands of nats
+VN_TABLE1 = {
+    column: dict(zip(("elbo", "data", "kl", "acc_mean", "acc_ensemble"), (1e3 * e, 1e3 * d, 1e3 * k, m, t)))
+    for column, (e, d, k, m, t) in {
+        "zero-mean": (-4.0, -4.0, 0.0, 11.3, 99.4),
+        "layer": (-17.4, -15.8, 1.7, 11.3, 99.2),
+        "neuron": (-31.4, -17.0, 14.4, 11.3, 99.2),
+        "weight": (-602.6, -33.8, 568.8, 96.6, 99.4),
+        "additive": (-227.9, -31.2, 196.7, 99.2, 99.2),
+    }.items()
+}
+
+
+def vn_table1_column(spec: str) -> str | None:
+    """The VN Table 1 column a guide spec of ``varnet compare`` reproduces (``"zero-mean@fc1"`` →
+    ``"zero-mean"``, ``"layer"`` → ``"layer"``), or ``None`` for a spec the paper does not have."""
+    family = spec.split("@", 1)[0]
+    return family if family in VN_TABLE1 else None
+
 
 def mmd_bound(log_alpha: torch.Tensor) -> float:
     r"""VN Theorem 1: :math:`\mathrm{MMD}(q^0 \| q) \le \sqrt{2/\pi}\,\sqrt{\sum_i 1/\alpha_i}`.
@@ -303,10 +323,17 @@ def _ic_warning(name: str, d: dict) -> str | None:
     )
 
 
-def compare(reports: Mapping[str, ELBOReport] | list[ELBOReport], ic: str = "loo"):
+def compare(
+    reports: Mapping[str, ELBOReport] | list[ELBOReport],
+    ic: str = "loo",
+    reference: Mapping[str, Mapping[str, float]] | None = None,
+):
     """VN Table 1 for several guides, plus ArviZ's ranking with its reliability stated.
 
     :param str ic: ``"loo"`` (PSIS-LOO, default) or ``"waic"``.
+    :param reference: published values to print beside a guide's column, ``{guide: {row key:
+        value}}`` (e.g. ``{"layer": VN_TABLE1["layer"]}``): a column ``"<guide> (VN)"`` follows
+        the guide's; rows the reference lacks are NaN.
     :returns: ``(table, markdown, az_table)``: a :class:`pandas.DataFrame` with rows ELBO,
         data term, KL, mean-propagation and test-time-averaging accuracy and one column per
         guide; the same rendered as markdown, followed by a warning line per guide whose
@@ -325,7 +352,16 @@ def compare(reports: Mapping[str, ELBOReport] | list[ELBOReport], ic: str = "loo
     if not reports:
         raise ValueError("expected at least one report")
     rows = next(iter(reports.values())).table_rows
-    table = pd.DataFrame({name: [r.row(key) for _, key in rows] for name, r in reports.items()})
+    reference = dict(reference or {})
+    unknown = sorted(set(reference) - set(reports))
+    if unknown:
+        raise ValueError(f"reference values for {unknown}, which are not among the reports {sorted(reports)}")
+    columns = {}
+    for name, r in reports.items():
+        columns[name] = [r.row(key) for _, key in rows]
+        if name in reference:
+            columns[f"{name} (VN)"] = [float(reference[name].get(key, math.nan)) for _, key in rows]
+    table = pd.DataFrame(columns)
     table.index = [label for label, _ in rows]
     markdown = _markdown(table)
     az_table = None

@@ -9,6 +9,7 @@ import torch
 from scipy import stats
 
 from pyro_varnet.analysis import (
+    VN_TABLE1,
     compare,
     elbo_report,
     kl_student_t_quadrature,
@@ -18,6 +19,7 @@ from pyro_varnet.analysis import (
     plot_phase_transition,
     plot_prior_phase_transitions,
     plot_sample_accuracies,
+    vn_table1_column,
 )
 from pyro_varnet.data import toy_problem
 from pyro_varnet.distributions import kl_log_uniform
@@ -77,6 +79,25 @@ def test_inference_data_and_az_compare(trained, tmp_path):
     assert list(table.index)[:3] == ["ELBO", "Data term", "KL"]
     assert markdown.startswith("| Metric | layer | additive |")
     assert set(az_table.index) == {"layer", "additive"} and "elpd_loo" in az_table.columns
+    # the paper's values beside ours, in nats (VN Table 1 prints thousands of nats)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+        ref, ref_md, _ = compare([trained["layer"], trained["additive"]], reference={"layer": VN_TABLE1["layer"]})
+    assert list(ref.columns) == ["layer", "layer (VN)", "additive"]
+    assert ref.loc["ELBO", "layer (VN)"] == -17_400.0 and ref.loc["KL", "layer (VN)"] == 1_700.0
+    assert ref.loc["Mean propagation acc. (%)", "layer (VN)"] == 11.3
+    assert ref_md.startswith("| Metric | layer | layer (VN) | additive |")
+    with pytest.raises(ValueError, match="not among the reports"):
+        compare([trained["layer"]], reference={"neuron": VN_TABLE1["neuron"]})
+
+
+def test_vn_table1_reference():
+    # the columns of VN Table 1 and the ELBO = data term - KL identity of the printed values
+    assert list(VN_TABLE1) == ["zero-mean", "layer", "neuron", "weight", "additive"]
+    for column, row in VN_TABLE1.items():
+        assert math.isclose(row["elbo"], row["data"] - row["kl"], abs_tol=150), column  # printed to 0.1 thousand
+    assert vn_table1_column("zero-mean@fc1") == "zero-mean" and vn_table1_column("neuron") == "neuron"
+    assert vn_table1_column("zero-mean-fc1") is None and vn_table1_column("fc1=zero-mean,default=layer") is None
 
 
 def test_plots_write_pngs(trained, tmp_path):
