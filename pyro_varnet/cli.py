@@ -251,8 +251,9 @@ def _run(args, guide_spec: str, out: Path, train_data, test_data):
     def log(epoch, m):
         accs = "  ".join(f"{k[9:]} {100 * v:.2f}%" for k, v in m.items() if k.startswith("test_acc_"))
         note = f"  [{m['override']}]" if "override" in m else ""
+        prefix = getattr(args, "log_prefix", "")
         print(
-            f"epoch {epoch}: ELBO {m['elbo']:.1f} (data {m['data']:.1f}, KL {m['kl']:.1f})  {accs}  "
+            f"{prefix}epoch {epoch}: ELBO {m['elbo']:.1f} (data {m['data']:.1f}, KL {m['kl']:.1f})  {accs}  "
             f"[{m['seconds']:.0f} s]{note}",
             flush=True,
         )
@@ -495,11 +496,13 @@ def wn_report(args: argparse.Namespace) -> int:
 
 def _compare_column(args: argparse.Namespace, spec: str, out: Path, threads: int | None = None):
     """Train one column of ``varnet compare`` and write its report (``threads`` set: a worker
-    process of ``--processes``, which loads the data itself); returns the :class:`ELBOReport`."""
+    process of ``--processes``, which loads the data itself); returns the :class:`ELBOReport` and
+    the column's wall-clock seconds."""
     from .analysis import elbo_report, plot_phase_transition, plot_sample_accuracies
 
-    if threads is not None:
-        args.threads, args.no_progress = threads, True
+    t0 = time.perf_counter()
+    if threads is not None:  # a worker: its lines interleave with the other columns'
+        args.threads, args.no_progress, args.log_prefix = threads, True, f"[{spec}] "
     train_data, test_data = _load(args)
     model, guide, history = _run(args, spec, out / safe_name(spec, "guide"), train_data, test_data)
     report = elbo_report(
@@ -519,7 +522,9 @@ def _compare_column(args: argparse.Namespace, spec: str, out: Path, threads: int
     plot_sample_accuracies(
         report.sample_accuracies, report.metrics["acc_ensemble"], out / f"sample_accuracies_{spec}.png"
     )
-    return report
+    seconds = time.perf_counter() - t0
+    print(f"{spec}: trained and reported in {seconds:.0f} s ({torch.get_num_threads()} threads)", flush=True)
+    return report, seconds
 
 
 def _compare_worker(job):
@@ -527,10 +532,12 @@ def _compare_worker(job):
     return _compare_column(args, spec, out, threads)
 
 
-#: ``varnet compare``'s default lever (VN Table 1 within a CPU budget): Adam moves a log-scale
-#: parameter by about the learning rate per step, so at 1e-3 log α / log σ² travel ~0.3 per
-#: epoch; ×30 lets the layer- and neuron-wise families reach the phase transition in ~10 epochs
-COMPARE_LR_MULT = ("*log_alpha*=30", "*log_sigma2=30")
+def _compare_defaults() -> dict:
+    """``varnet compare``'s training defaults: VN Table 1's recipe (``VN_TABLE1_RECIPE``)."""
+    from .analysis.report import VN_TABLE1_RECIPE as r
+
+    lr_mult = [f"{pattern}={factor:g}" for pattern, factor in r["lr_multipliers"].items()]
+    return {"epochs": r["epochs"], "batch_size": r["batch_size"], "lr": r["lr"], "lr_mult": lr_mult}
 
 
 def compare_guides(args: argparse.Namespace) -> int:
@@ -541,7 +548,7 @@ def compare_guides(args: argparse.Namespace) -> int:
     for spec in specs:  # every name is checked before anything is created
         parse_guide(safe_name(spec, "guide"))
     if args.lr_mult is None:
-        args.lr_mult = list(COMPARE_LR_MULT)
+        args.lr_mult = _compare_defaults()["lr_mult"]
     _lr_multipliers(args.lr_mult)
     out = Path(args.out) if args.out else Path("reports") / safe_name(f"compare-{args.model}-{args.prior}", "name")
     processes = min(args.processes, len(specs))
@@ -555,7 +562,8 @@ def compare_guides(args: argparse.Namespace) -> int:
             done = pool.map(_compare_worker, [(args, spec, out, threads) for spec in specs], chunksize=1)
     else:
         done = [_compare_column(args, spec, out) for spec in specs]
-    reports = dict(zip(specs, done))
+    reports = {spec: report for spec, (report, _) in zip(specs, done)}
+    wall = {spec: seconds for spec, (_, seconds) in zip(specs, done)}
     reference = {spec: VN_TABLE1[col] for spec in specs if (col := vn_table1_column(spec)) is not None}
     table, markdown, az_table = compare(reports, ic=args.ic, reference=reference)
     plot_kl_priors(out / "kl_priors.png")
@@ -569,7 +577,8 @@ def compare_guides(args: argparse.Namespace) -> int:
             **r.metrics,
             "log_alpha": r.log_alpha,
             "mmd_bound": r.mmd_bound,
-            "seconds": float(sum(r.history["seconds"])) if len(r.history) else None,
+            "train_seconds": float(sum(r.history["seconds"])) if len(r.history) else None,
+            "wall_seconds": wall[name],
         }
         for name, r in reports.items()
     }
@@ -729,7 +738,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ic", choices=("loo", "waic"), default="loo", help="information criterion of az.compare")
     c.add_argument("--elbo-samples", type=int, default=3, help="passes over the training set for the data term")
     _add_training_args(c)
-    c.set_defaults(func=compare_guides, lr_mult=None)
+    # VN Table 1's recipe; --lr-mult given replaces the lever (e.g. --lr-mult '*=1' for none)
+    c.set_defaults(func=compare_guides, **{**_compare_defaults(), "lr_mult": None, "model": "lenet5-bn"})
     r = sub.add_parser("prune", help="prune a trained run's layer by sigma: sparsity vs accuracy (VN Fig. 5)")
     r.add_argument("run", help="a varnet train run folder (args.json, checkpoint.pt)")
     r.add_argument("--site", default="fc1", help="layer name or full site name (default fc1)")

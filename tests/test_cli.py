@@ -135,10 +135,12 @@ def test_train_smoke_and_resume(tmp_path, capsys):
 @pytest.mark.integration
 @pytest.mark.skipif(not HAVE_MNIST, reason="MNIST not present under $PYRO_VARNET_DATA")
 def test_compare_smoke_writes_report(tmp_path, capsys):
+    # two columns side by side in two processes; the second column is a paper column
     args = ["compare", "--guides", "zero-mean-fc1,additive", "--limit", "300", "--epochs", "1", "--draws", "8"]
-    assert cli.main([*args, "--eval-samples", "4", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert cli.main([*args, "--eval-samples", "4", "--out", str(tmp_path), "--no-progress", "--processes", "2"]) == 0
     out = capsys.readouterr().out
-    assert "| Metric | zero-mean-fc1 | additive |" in out and "elpd_loo" in out and "pareto_k_bad" in out
+    assert "| Metric | zero-mean-fc1 | additive | additive (VN) |" in out and "elpd_loo" in out
+    assert "| ELBO |" in out and "-227900.0 |" in out and "pareto_k_bad" in out
     # 8 draws: ArviZ's Pareto-k threshold min(1 - 1/log10(8), 0.7) < 0, so no estimate is trusted, and it is said
     assert "warning: LOO is unreliable for 'zero-mean-fc1'" in out and "--draws" in out
     assert "LOO is unreliable for 'additive'" in (tmp_path / "table.md").read_text()
@@ -149,6 +151,10 @@ def test_compare_smoke_writes_report(tmp_path, capsys):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["zero-mean-fc1"]["log_alpha"]["net.fc1.weight"] == "inf"  # strict JSON: no Infinity token
     assert "net.conv1.weight" in report["zero-mean-fc1"]["mmd_bound"]
+    assert report["additive"]["wall_seconds"] > report["additive"]["train_seconds"] > 0
+    # the default lever: the log-scale variance parameters learn 30x faster
+    saved = json.loads((tmp_path / "additive" / "args.json").read_text())
+    assert saved["lr_mult"] == ["*log_alpha*=30", "*log_sigma2=30"] and saved["lr"] == 3e-3
 
 
 @pytest.mark.integration

@@ -15,12 +15,22 @@ from .plots import (
     plot_sample_accuracies,
 )
 from .pruning import plot_prune_curve, prune_curve
-from .report import VN_TABLE1, ELBOReport, compare, elbo_report, ic_diagnostics, mmd_bound, vn_table1_column
+from .report import (
+    VN_TABLE1,
+    VN_TABLE1_RECIPE,
+    ELBOReport,
+    compare,
+    elbo_report,
+    ic_diagnostics,
+    mmd_bound,
+    vn_table1_column,
+)
 from .weightnorm import plot_weightnorm_posteriors, structured_sparsity, weightnorm_posteriors
 
 __all__ = [
     "ELBOReport",
     "VN_TABLE1",
+    "VN_TABLE1_RECIPE",
     "LOG_ALPHA_CLIP",
     "as_trace",
     "ic_diagnostics",
