@@ -88,6 +88,7 @@ def main() -> None:
     print(f"stage 2: {label(grid[best])} with {len(more)} more seeds", flush=True)
     best_runs = runs[best] + (run_jobs(more, args.processes) if more else [])
     final = summarise(best_runs, args.last)
+    fresh = summarise(best_runs[args.seeds :], args.last) if more else None  # not used to pick the setting
     seconds = time.perf_counter() - t0
 
     fmt = lambda m, se: f"{m:.1f} ± {se:.1f}" if math.isfinite(se) else f"{m:.1f}"  # noqa: E731
@@ -115,7 +116,8 @@ def main() -> None:
         "",
         f"Best setting ({label(grid[best])}) over {len(best_runs)} seeds: {fmt(final['mean'], final['se'])} "
         f"(per seed {', '.join(f'{x:.1f}' for x in final['scores'])}; goal episodes "
-        f"{', '.join(map(str, final['goal_episodes']))}).",
+        f"{', '.join(map(str, final['goal_episodes']))})"
+        + (f"; on the {len(more)} seeds not used to pick it: {fmt(fresh['mean'], fresh['se'])}." if fresh else "."),
     ]
     path = write_report("\n".join(lines), "rl_search", args.out)
     raw = {"args": vars(args), "rows": rows, "best": {"setting": grid[best], **final, "returns": best_runs}}
