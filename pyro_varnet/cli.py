@@ -494,16 +494,16 @@ def wn_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare_column(args: argparse.Namespace, spec: str, out: Path, threads: int | None = None):
-    """Train one column of ``varnet compare`` and write its report (``threads`` set: a worker
-    process of ``--processes``, which loads the data itself); returns the :class:`ELBOReport` and
-    the column's wall-clock seconds."""
+def _compare_column(args: argparse.Namespace, spec: str, out: Path, data=None, threads: int | None = None):
+    """Train one column of ``varnet compare`` on ``data`` (train, test) and write its report
+    (``data=None``: a worker process of ``--processes``, which loads the data itself and runs on
+    ``threads``); returns the :class:`ELBOReport` and the column's wall-clock seconds."""
     from .analysis import elbo_report, plot_phase_transition, plot_sample_accuracies
 
     t0 = time.perf_counter()
     if threads is not None:  # a worker: its lines interleave with the other columns'
         args.threads, args.no_progress, args.log_prefix = threads, True, f"[{spec}] "
-    train_data, test_data = _load(args)
+    train_data, test_data = _load(args) if data is None else data
     model, guide, history = _run(args, spec, out / safe_name(spec, "guide"), train_data, test_data)
     report = elbo_report(
         model,
@@ -529,7 +529,7 @@ def _compare_column(args: argparse.Namespace, spec: str, out: Path, threads: int
 
 def _compare_worker(job):
     args, spec, out, threads = job
-    return _compare_column(args, spec, out, threads)
+    return _compare_column(args, spec, out, threads=threads)
 
 
 def _compare_defaults() -> dict:
@@ -561,7 +561,8 @@ def compare_guides(args: argparse.Namespace) -> int:
         with mp.get_context("spawn").Pool(processes) as pool:
             done = pool.map(_compare_worker, [(args, spec, out, threads) for spec in specs], chunksize=1)
     else:
-        done = [_compare_column(args, spec, out) for spec in specs]
+        data = _load(args)  # once for every column
+        done = [_compare_column(args, spec, out, data) for spec in specs]
     reports = {spec: report for spec, (report, _) in zip(specs, done)}
     wall = {spec: seconds for spec, (_, seconds) in zip(specs, done)}
     reference = {spec: VN_TABLE1[col] for spec in specs if (col := vn_table1_column(spec)) is not None}
