@@ -10,8 +10,9 @@
    through :func:`~pyro_varnet.infer.flush_subnormals_` — on the same MNIST batches, rounds
    interleaved; and the run's seconds per epoch (last / second).
 3. **Ensemble**: ``predict(mode="ensemble", num_samples=20)`` of the variance LeNet-5
-   (every layer sampled, and only fc1 sampled) vs the fastest of 20 plain passes of a
-   deterministic LeNet-5 at several batch sizes, minor page faults counted, per thread count.
+   (every layer sampled, and only fc1 sampled; direct draws, and ``lrt="dense"``: per-object
+   noise in the Gaussian dense layers) vs the fastest of 20 plain passes of a deterministic
+   LeNet-5 at several batch sizes, minor page faults counted, per thread count.
 
 Writes the report to ``--out`` (Markdown) and prints it. Run by hand on an idle machine:
 
@@ -173,10 +174,11 @@ def ensemble_section(images, batches, plain_batches, repeats, data_root) -> None
         model = Classifier(LeNet5(bayesian=bayesian), num_data=60000)
         guide = NetworkGuide(model, default="layer", families={"fc1": ZeroMean()})
         guide(x[:2])
-        for b in batches:
-            fns[f"{label}, batch {b}"] = lambda m=model, g=guide, b=b: predict(
-                m, g, x, mode="ensemble", num_samples=samples, batch_size=b
-            )
+        for lrt, how in ((False, ""), ("dense", ", dense noise")):
+            for b in batches:
+                fns[f"{label}{how}, batch {b}"] = lambda m=model, g=guide, b=b, lrt=lrt: predict(
+                    m, g, x, mode="ensemble", num_samples=samples, batch_size=b, lrt=lrt
+                )
     for fn in fns.values():
         fn()
     names, times, faults = list(fns), {k: [] for k in fns}, {k: [] for k in fns}

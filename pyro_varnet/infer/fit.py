@@ -21,7 +21,7 @@ from .batches import as_tensors, check_inputs, gather, num_batches, tensor_loade
 from .elbo import DecomposedELBO
 from .history import History
 from .loop import Callback, FlushSubnormals, Loop, Step, initialize
-from .predict import BATCH_SIZE, MODES, _likelihood, evaluating, predict, run_once
+from .predict import BATCH_SIZE, MODES, _likelihood, check_lrt, evaluating, predict, run_once
 from .schedules import Schedule, hold_then_decay, kl_warmup, linear_decay
 
 LR_SCHEDULES = ("linear", "hold-linear")
@@ -49,7 +49,7 @@ def evaluate(
     modes: Iterable[str],
     num_samples: int,
     batch_size: int = BATCH_SIZE,
-    lrt: bool = False,
+    lrt: bool | str = False,
     shard: bool = False,
 ) -> dict:
     """The metrics that suit the model's likelihood on ``data`` in each prediction mode,
@@ -281,7 +281,7 @@ def fit(
     eval_samples: int = 20,
     eval_train_size: int = 2000,
     eval_batch_size: int = BATCH_SIZE,
-    eval_lrt: bool = False,
+    eval_lrt: bool | str = False,
     callbacks: Iterable = (),
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
@@ -337,11 +337,13 @@ def fit(
     :param test_data: ``(x, y)`` or batches; the metrics of the likelihood in ``eval_modes`` every
         ``eval_every`` epochs (and after the last), also on the first ``eval_train_size``
         training objects (in the data set's order). Checked before training starts.
-    :param bool eval_lrt: evaluate ``"sample"`` / ``"ensemble"`` by local reparameterization
+    :param eval_lrt: evaluate ``"sample"`` / ``"ensemble"`` by local reparameterization
         (independent noise per object and output position) instead of weight draws. For a
         zero-mean *convolution* trained under LRT this is the model that was trained: LRT
         makes every output position's noise independent, while one weight draw shares it
-        across positions, so the two differ (VN Table 3 rows with a var conv2).
+        across positions, so the two differ (VN Table 3 rows with a var conv2). ``"dense"``:
+        weight draws, with per-object noise in Gaussian dense layers only (the same
+        predictive per object, faster; see :func:`predict`).
     :param callbacks: :class:`~pyro_varnet.infer.loop.Callback` objects, or callables
         ``cb(epoch, metrics)`` called after each epoch (after the checkpoint is written).
     :param checkpoint: file written atomically after every epoch: model and guide state dicts,
@@ -386,6 +388,7 @@ def fit(
     distributed.check_rank_noise(rank_noise)
     eval_modes = tuple(eval_modes)
     _check_args(epochs, batch_size, lr, eval_every, eval_modes, checkpoint, resume, scheduler_interval)
+    check_lrt(eval_lrt)
     if test_data is not None and eval_samples < 1:
         raise ValueError(f"expected eval_samples >= 1, got {eval_samples}")
     schedule_name = lr_schedule if lr_schedule is None or isinstance(lr_schedule, str) else _name(lr_schedule)

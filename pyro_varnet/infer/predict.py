@@ -13,11 +13,23 @@ from .. import metrics as M
 from .._checks import check_choice
 from .._device import module_device, module_dtype
 from .._malloc import keep_freed_memory
-from ..poutine import local_reparameterization, mean_propagation, stacked_weights, zero_mean_approximation
+from .._sites import unwrap
+from ..poutine import (
+    StackedWeightsMessenger,
+    local_reparameterization,
+    mean_propagation,
+    stacked_weights,
+    zero_mean_approximation,
+)
+from ..poutine.weight_rules import Moments, weight_rules
 from ..state import sync_from_param_store
 from ..threads import resolve_threads, use_threads
 
 MODES = ("mean", "sample", "ensemble", "zero_mean")
+
+#: how :func:`predict` samples: direct weight draws, local reparameterization everywhere, or
+#: direct draws with per-object noise in the Gaussian dense layers
+LRT_CHOICES = (False, True, "dense")
 
 #: default rows per forward pass of :func:`predict` and the functions built on it. A stacked
 #: LeNet-5 pass of 400 rows (20 objects x 20 samples) has an 18 MB conv1 activation; with the
@@ -81,12 +93,49 @@ def _stack(traces) -> poutine.Trace:
     return stacked
 
 
-def _run_stacked(model, stacked_trace, x, k, shared=True):
+def _dense_moments(traces, stacked) -> dict:
+    """``{stacked value: Moments}`` of the global latent sites whose K draws came from one and the
+    same Gaussian (checked trace by trace: a site whose distribution depends on another draw
+    keeps its K direct draws)."""
+    moments = {}
+    for name, site in stacked.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or site["cond_indep_stack"]:
+            continue
+        each = [weight_rules(b).local_reparameterization(b) for b in (unwrap(t.nodes[name]["fn"])[0] for t in traces)]
+        first = each[0]
+        if isinstance(first, Moments) and all(isinstance(m, Moments) and _same(m, first) for m in each[1:]):
+            moments[site["value"]] = first
+    return moments
+
+
+def _same(a: Moments, b: Moments) -> bool:
+    if (a.loc is None) != (b.loc is None):
+        return False
+    return torch.equal(a.var, b.var) and (a.loc is None or torch.equal(a.loc, b.loc))
+
+
+def _objects_per_pass(model, stacked, x, k, shared, per_object, batch_size) -> int:
+    """Objects per stacked pass such that its largest layer output is at most that of a plain
+    pass of ``batch_size`` rows: measured on one object, where layers before the first sampled
+    one hold 1 row and the others K. Every layer sampled: ``batch_size // K`` objects; a
+    deterministic prefix as large as the sampled part: ``batch_size`` objects."""
+    handler = StackedWeightsMessenger(k, 1 if shared else None, per_object)
+    with handler:
+        poutine.replay(model, stacked)(x[:1] if shared else x[:1].repeat_interleave(k, 0))
+    if not handler.outputs:
+        return max(1, batch_size // k)
+    plain = max(size for _, size in handler.outputs)  # one object, one row per layer
+    stacked_peak = max(rows * size for rows, size in handler.outputs)
+    return max(1, batch_size * plain // stacked_peak)
+
+
+def _run_stacked(model, stacked_trace, x, k, shared=True, per_object=None):
     """Raw outputs, shape (N, K, ...), of ``x`` under the K stacked weight samples.
     ``shared``: each object enters once and the layers before the first sampled one run once
-    (needs a model whose plates follow its outputs' rows); else the objects are repeated K times."""
+    (needs a model whose plates follow its outputs' rows); else the objects are repeated K times.
+    ``per_object``: Gaussian dense layers draw per-object noise (:class:`StackedWeightsMessenger`)."""
     rows = x if shared else x.repeat_interleave(k, 0)
-    with stacked_weights(num_samples=k, num_objects=x.shape[0] if shared else None):
+    with stacked_weights(num_samples=k, num_objects=x.shape[0] if shared else None, per_object=per_object):
         out = poutine.replay(model, stacked_trace)(rows)
     if out.shape[0] == x.shape[0] and k > 1:  # no sampled layer was reached
         out = out.repeat_interleave(k, 0)
@@ -139,12 +188,13 @@ def _ensemble_lrt(model, guide, x, num_samples, max_rows, lik) -> torch.Tensor:
     return torch.cat(parts, 1)
 
 
-def _ensemble(model, guide, x, num_samples, batch_size, vectorize, reducer, lik) -> None:
+def _ensemble(model, guide, x, num_samples, batch_size, vectorize, reducer, lik, dense=False) -> None:
     """Test-time averaging over ``num_samples`` direct weight draws (VN eq. 2).
 
     Each of the K weight draws is made once and applied to every batch of ``x`` (K networks),
     so the guide is sampled K times, not K × batches; with ``vectorize`` the K networks run
-    together, ``batch_size // K`` objects per pass."""
+    together, as many objects per pass as :func:`_objects_per_pass` allows. ``dense``: the stacked passes draw the
+    Gaussian dense layers' outputs per object (exact per object, see :func:`predict`)."""
     how = stacking_mode(model, guide, x) if vectorize == "auto" else ("shared" if vectorize else None)
     if x.device.type == "cpu":
         keep_freed_memory()  # large stacked passes: no page faults from pass to pass (glibc)
@@ -153,8 +203,12 @@ def _ensemble(model, guide, x, num_samples, batch_size, vectorize, reducer, lik)
         k = min(MAX_STACK, num_samples - done)
         traces = [poutine.trace(guide).get_trace(x[:1]) for _ in range(k)]
         if how is not None:
-            stacked, per_pass, shared = _stack(traces), max(1, batch_size // k), how == "shared"
-            out = torch.cat([_run_stacked(model, stacked, xb, k, shared) for xb in torch.split(x, per_pass)])
+            stacked, shared = _stack(traces), how == "shared"
+            per_object = _dense_moments(traces, stacked) if dense else None
+            per_pass = _objects_per_pass(model, stacked, x, k, shared, per_object, batch_size)
+            out = torch.cat(
+                [_run_stacked(model, stacked, xb, k, shared, per_object) for xb in torch.split(x, per_pass)]
+            )
         else:
             out = torch.stack([_replayed(model, t, x, batch_size) for t in traces], 1)
         reducer.add(lik.predictive_parts(out))
@@ -184,12 +238,20 @@ def prepare_inputs(model: Callable, guide: Callable, x: torch.Tensor, device=Non
     return x
 
 
+def check_lrt(lrt) -> None:
+    """``lrt`` is one of :data:`LRT_CHOICES`, else a ValueError."""
+    if not (isinstance(lrt, bool) or lrt == "dense"):
+        raise ValueError(f"expected lrt to be False, True or 'dense', got {lrt!r}")
+
+
 def _predict(model, guide, x, mode, num_samples, batch_size, lrt, max_objects, vectorize) -> M.Reducer:
     """The reducer holding the per-sample predictions of ``x`` in ``mode``."""
     lik = _likelihood(model)
     reducer = lik.reducer()
     with evaluating(model, guide):
-        if mode == "sample" and not lrt:  # one weight draw for the whole set
+        if mode == "sample" and lrt == "dense":  # one draw for the set, per-object dense noise
+            _ensemble(model, guide, x, 1, batch_size, vectorize, reducer, lik, dense=True)
+        elif mode == "sample" and not lrt:  # one weight draw for the whole set
             draw = poutine.trace(guide).get_trace(x[:1])
             reducer.add(lik.predictive_parts(_replayed(model, draw, x, batch_size)[:, None]))
         elif mode in ("sample", "mean"):  # batch by batch: every object's own noise, or none
@@ -201,7 +263,7 @@ def _predict(model, guide, x, mode, num_samples, batch_size, lrt, max_objects, v
             reducer.add(lik.predictive_parts(torch.cat(outs)[:, None]))
         else:
             with zero_mean_approximation() if mode == "zero_mean" else contextlib.nullcontext():
-                if lrt:  # objects × samples per pass bounded by batch_size and max_objects
+                if lrt is True:  # objects × samples per pass bounded by batch_size and max_objects
                     rows = min(batch_size, max_objects)
                     parts = [
                         _ensemble_lrt(model, guide, xb, num_samples, rows, lik)
@@ -209,7 +271,7 @@ def _predict(model, guide, x, mode, num_samples, batch_size, lrt, max_objects, v
                     ]
                     reducer.add(torch.cat(parts))
                 else:  # the K weight draws are shared by all batches
-                    _ensemble(model, guide, x, num_samples, batch_size, vectorize, reducer, lik)
+                    _ensemble(model, guide, x, num_samples, batch_size, vectorize, reducer, lik, lrt == "dense")
     return reducer
 
 
@@ -221,7 +283,7 @@ def predict(
     mode: str = "ensemble",
     num_samples: int = 20,
     batch_size: int = BATCH_SIZE,
-    lrt: bool = False,
+    lrt: bool | str = False,
     max_objects: int = 20000,
     vectorize: bool | str = "auto",
     device: torch.device | str | None = None,
@@ -238,22 +300,36 @@ def predict(
     ``.interval(level)``. Results stay on the model's device.
 
     :param str mode: ``"mean"`` — mean propagation, the weight scaling rule (VN eq. 3);
-        ``"sample"`` — one weight sample for the whole set (with ``lrt``: one noise draw per
-        object); ``"ensemble"`` — test-time
+        ``"sample"`` — one weight sample for the whole set (with ``lrt=True``: one noise draw
+        per object; with ``"dense"``: one draw of everything but the Gaussian dense layers,
+        whose noise is drawn per object); ``"ensemble"`` — test-time
         averaging over ``num_samples`` weight samples (VN eq. 2);
         ``"zero_mean"`` — the ensemble with every Gaussian site replaced by its zero-mean
         approximation (VN §4.3).
-    :param int batch_size: rows per forward pass: objects, or objects × K when the ensemble
-        stacks its K samples or runs them under LRT (default :data:`BATCH_SIZE`: small enough
-        that the allocator reuses the activations' memory from pass to pass).
-    :param bool lrt: sample the ensemble by local reparameterization (each copy of an
-        object gets independent noise). Off by default: K direct weight samples cost K plain
-        forward passes, while LRT runs a mean and a variance op per layer; both give the same
-        Monte Carlo estimate of the predictive per object.
+    :param int batch_size: rows per forward pass: objects; under LRT objects × K; when the
+        ensemble stacks its K samples, as many objects as keep the pass's largest layer
+        output within that of a plain pass of ``batch_size`` rows (``batch_size // K`` when
+        every layer is sampled, up to ``batch_size`` when a deterministic prefix dominates;
+        measured on one object). Default :data:`BATCH_SIZE`: small enough that the
+        allocator reuses the activations' memory from pass to pass.
+    :param lrt: how weights are sampled. ``False`` (default): K direct weight draws, K
+        networks, each applied to every object. ``"dense"``: the same, except that Gaussian
+        dense layers draw their outputs per object from their exact Gaussian (local
+        reparameterization, VN eq. 4) instead of applying K weight matrices — for each object
+        the same predictive distribution as ``False`` (a dense layer's outputs for one
+        object are independent Gaussians given its input), while objects no longer share a
+        draw; cheaper, above all for a variance layer after a deterministic prefix (its
+        variance op runs once per object for all K samples) and for small batches (no K
+        weight matrices to read per pass). Needs a model that stacks (``vectorize``); others
+        run their K direct draws. ``True``: local reparameterization in every layer, each copy
+        of an object its own noise; per output position in convolutions, so where kernels
+        are sampled this is the approximation LRT training makes (positions that share a
+        kernel draw become independent), not the direct draws' predictive — use it for nets
+        trained under LRT.
     :param int max_objects: upper bound on objects × samples in one pass under LRT.
     :param vectorize: by direct sampling, run up to :data:`MAX_STACK` weight samples in one
-        pass (batched matmuls, grouped convolutions; ``batch_size // K`` objects per pass, so
-        memory stays that of one plain batch); each object enters once and the layers before
+        pass (batched matmuls, grouped convolutions; objects per pass as ``batch_size`` says,
+        so memory stays that of one plain batch); each object enters once and the layers before
         the first sampled one run once, so K samples cost less than K plain passes.
         ``"auto"`` (default) first checks on two objects that the model gives the same
         predictions that way (:func:`stacking_mode`), repeating the objects K times for
@@ -270,6 +346,7 @@ def predict(
         Without a process group it changes nothing.
     """
     check_choice("prediction mode", mode, MODES)
+    check_lrt(lrt)
     resolve_threads(threads)
     if vectorize not in (True, False, "auto"):
         raise ValueError(f"expected vectorize to be True, False or 'auto', got {vectorize!r}")
@@ -298,14 +375,15 @@ def predictive_uncertainty(
     x: torch.Tensor,
     num_samples: int = 20,
     batch_size: int = BATCH_SIZE,
-    lrt: bool = False,
+    lrt: bool | str = False,
     device: torch.device | str | None = None,
 ) -> dict[str, torch.Tensor]:
     r"""Per object of ``x``, for a classifier's ``num_samples``-sample ensemble:
     ``entropy`` :math:`\mathcal{H}[\bar p]` (total), ``expected_entropy``
     :math:`\mathbb{E}_k\mathcal{H}[p_k]` (aleatoric) and ``mutual_information`` — their
     difference, the information the label carries about the weights (epistemic; Depeweg
-    et al. 2018) — and the ensemble's ``log_probs``."""
+    et al. 2018) — and the ensemble's ``log_probs``. ``lrt`` as in :func:`predict`."""
+    check_lrt(lrt)
     x = prepare_inputs(model, guide, x, device)
     reducer = _predict(model, guide, x, "ensemble", num_samples, batch_size, lrt, 20000, "auto")
     if not isinstance(reducer, M.LogMeanExp):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 
 from .weight_op_messenger import LayerOpMessenger
+from .weight_rules import Moments
 
 #: plain number of dims of a weight per op type
 _WEIGHT_DIMS = {"linear": 2, "conv2d": 4}
@@ -66,6 +69,38 @@ def _shared_conv2d(x, w, b, k, stride=1, padding=0, dilation=1, groups=1) -> tor
     return out.view(x.shape[0] * k, out_ch, h_out, w_out)
 
 
+def _per_object_linear(x, w, b, k, shared, moments: Mapping) -> torch.Tensor:
+    """A Gaussian dense layer's outputs drawn per row from their exact Gaussian (VN eq. 4), given
+    the weight's :class:`Moments` (and the bias's, when it is Gaussian too); with ``shared`` the
+    mean and variance ops run once per object and K noise draws fan them out."""
+    m = moments[w]
+    shape = w.shape[1:]
+    mean = None if m.loc is None else F.linear(x, m.loc.expand(shape))
+    var = F.linear(x.square(), m.var.expand(shape))
+    b_m = None if b is None else moments.get(b)
+    if b_m is not None:  # a Gaussian bias joins the Gaussian output
+        var = var + b_m.var
+        if b_m.loc is not None:
+            mean = b_m.loc.expand(var.shape) if mean is None else mean + b_m.loc
+    elif b is not None and b.dim() == 1:  # a parameter bias
+        mean = b.expand(var.shape) if mean is None else mean + b
+    std = var.sqrt_()
+    if shared:  # (N, out) -> (N, K, out), sample-minor rows
+        std = std[:, None].expand(-1, k, -1)
+        mean = None if mean is None else mean[:, None]
+    noise = torch.randn_like(std)
+    out = noise.mul_(std) if mean is None else noise.mul_(std).add_(mean)
+    out = out.reshape(-1, shape[0])
+    if b is not None and b_m is None and b.dim() == 2:  # a stacked non-Gaussian bias: per sample
+        out = (out.view(-1, k, shape[0]) + b).view(-1, shape[0])
+    return out
+
+
+def _check_repeated(x: torch.Tensor, k: int) -> None:
+    if x.shape[0] % k:
+        raise ValueError(f"expected the objects repeated {k} times (rows divisible by {k}), got {x.shape[0]} rows")
+
+
 class StackedWeightsMessenger(LayerOpMessenger):
     r"""Run ``K`` weight samples of a network in ONE forward pass.
 
@@ -90,11 +125,25 @@ class StackedWeightsMessenger(LayerOpMessenger):
     than K plain passes: the deterministic prefix and the first layer's input unfolding
     are done once instead of K times. Rows are told apart by count, so ``N`` must be given.
 
+    With ``per_object``, a mapping from stacked weight tensors to their :class:`Moments`, a
+    ``linear`` effect on a 2-D input whose weight is in it draws its outputs per row from
+    their Gaussian (local reparameterization, VN eq. 4) instead of applying the K weights:
+    one object's outputs of a dense layer with independent Gaussian weights are independent
+    Gaussians given its input, so every object's outputs have exactly the distribution the
+    K weight samples give them; only the correlation between different objects under one
+    sample is dropped (test-time averaging, VN eq. 2, is per object and does not use it).
+    The layer then reads its mean and variance once per pass instead of K weight matrices,
+    and on a shared input runs the two ops once per object. Convolutions keep the K kernels:
+    their output positions share a kernel, so per-position noise would not be exact.
+
     :param int num_samples: K.
     :param int num_objects: N, the number of distinct objects, when the input is not repeated.
+    :param per_object: ``{stacked weight (or bias) tensor: Moments}`` of Gaussian dense layers.
     """
 
-    def __init__(self, num_samples: int, num_objects: int | None = None) -> None:
+    def __init__(
+        self, num_samples: int, num_objects: int | None = None, per_object: Mapping[torch.Tensor, Moments] | None = None
+    ) -> None:
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"expected num_samples to be a positive int, got {num_samples!r}")
         if num_objects is not None and (not isinstance(num_objects, int) or num_objects < 1):
@@ -102,9 +151,28 @@ class StackedWeightsMessenger(LayerOpMessenger):
         super().__init__()
         self.num_samples = num_samples
         self.num_objects = num_objects
+        self.per_object = per_object if per_object is not None else {}
+        #: (rows, elements per row) of every linear/conv2d output of the passes run under it
+        self.outputs: list[tuple[int, int]] = []
+
+    def _pyro_post_linear(self, msg) -> None:
+        self._record_output(msg["value"])
+
+    def _pyro_post_conv2d(self, msg) -> None:
+        self._record_output(msg["value"])
+
+    def _record_output(self, value) -> None:
+        if torch.is_tensor(value) and value.dim() >= 1:
+            self.outputs.append((value.shape[0], value[:1].numel()))
 
     def _layer_op(self, msg, x, w, b, args) -> None:
         k, plain = self.num_samples, _WEIGHT_DIMS[msg["type"]]
+        if msg["type"] == "linear" and x.dim() == 2 and w in self.per_object:
+            shared = x.shape[0] == self.num_objects
+            if not shared:
+                _check_repeated(x, k)
+            msg["value"], msg["done"] = _per_object_linear(x, w, b, k, shared, self.per_object), True
+            return
         if w.dim() == plain:
             if b is None or b.dim() == 1:
                 return  # a deterministic layer: the plain op on every row
@@ -117,8 +185,8 @@ class StackedWeightsMessenger(LayerOpMessenger):
         shared = k > 1 and x.shape[0] == self.num_objects  # one op with K·out outputs
         if shared and args.get("groups", 1) != 1:  # a grouped conv cannot interleave K·out channels
             x, shared = x.repeat_interleave(k, 0), False
-        if not shared and x.shape[0] % k:
-            raise ValueError(f"expected the objects repeated {k} times (rows divisible by {k}), got {x.shape[0]} rows")
+        if not shared:
+            _check_repeated(x, k)
         if msg["type"] == "linear":
             msg["value"] = (_shared_linear if shared else _stacked_linear)(x, w, b, k)
         else:
