@@ -15,6 +15,7 @@ import torch
 
 from . import _json as json
 from . import data as datasets
+from ._pool import map_processes
 from .distributed import DistributedError
 from .infer.checkpoint import CheckpointError
 from .priors import prior_names
@@ -553,13 +554,10 @@ def compare_guides(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("reports") / safe_name(f"compare-{args.model}-{args.prior}", "name")
     processes = min(args.processes, len(specs))
     if processes > 1:
-        import multiprocessing as mp
-
         total = args.threads if isinstance(args.threads, int) else resolve_threads("auto")
         threads = max(1, total // processes)
         print(f"{len(specs)} columns on {processes} processes, {threads} thread(s) each", flush=True)
-        with mp.get_context("spawn").Pool(processes) as pool:
-            done = pool.map(_compare_worker, [(args, spec, out, threads) for spec in specs], chunksize=1)
+        done = map_processes(_compare_worker, [(args, spec, out, threads) for spec in specs], processes)
     else:
         data = _load(args)  # once for every column
         done = [_compare_column(args, spec, out, data) for spec in specs]

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_positive_finite
+from .._pool import map_processes
 
 LAYERS = ("deterministic", "parameter-noise", "variance")
 
@@ -256,12 +257,7 @@ def _run(job):
 def run_jobs(jobs: Sequence[tuple], processes: int = 1) -> list[list[float]]:
     """:func:`reinforce` for each ``(env_id, kind, episodes, seed, lr, options)``, one thread
     each, on ``processes`` processes; the returns per job, in order."""
-    if processes > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(processes) as pool:
-            return pool.map(_run, jobs, chunksize=1)
-    return [_run(job) for job in jobs]
+    return map_processes(_run, jobs, processes)
 
 
 def compare_exploration(

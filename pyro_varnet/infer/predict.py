@@ -32,7 +32,7 @@ MODES = ("mean", "sample", "ensemble", "zero_mean")
 LRT_CHOICES = (False, True, "dense")
 
 #: default rows per forward pass of :func:`predict` and the functions built on it. A stacked
-#: LeNet-5 pass of 400 rows (20 objects x 20 samples) has an 18 MB conv1 activation; with the
+#: LeNet-5 pass of 400 rows with every layer sampled (20 objects x 20 samples) has an 18 MB conv1 activation; with the
 #: allocator thresholds raised (:mod:`pyro_varnet._malloc`) larger passes no longer fault their
 #: memory back in, and 1 000 rows are faster still for a sampled prefix
 #: (``benchmarks/results/2026-12-01-run_all.md``); 400 keeps memory that of a plain batch.
