@@ -313,6 +313,9 @@ def _worker(rank, fn, nprocs, port, backend, threads, args, folder) -> None:
     try:
         result = fn(*args)
         torch.save(result, os.path.join(folder, f"{rank}.pt"))
+        # rank 0 hosts the group's store: no rank may tear the group down while another still
+        # talks to it (a rank that lost the store aborted with SIGABRT in one CI run)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
