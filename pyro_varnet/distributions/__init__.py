@@ -3,7 +3,14 @@
 from .ard import ARD, optimal_ard_scale
 from .gaussian_dropout_normal import GaussianDropoutNormal
 from .input_dropout import InputDropout
-from .kl import KL_UNIFORM_LOG_UNIFORM, has_analytic_kl, kl_ard_optimal, kl_log_uniform, log_alpha_of
+from .kl import (
+    KL_UNIFORM_LOG_UNIFORM,
+    has_analytic_kl,
+    kl_ard_optimal,
+    kl_divergence_sum,
+    kl_log_uniform,
+    log_alpha_of,
+)
 from .log_uniform import LogUniform
 from .student_t import StudentTPrior
 from .symmetric_bernoulli import SymmetricBernoulli
@@ -24,6 +31,7 @@ __all__ = [
     "ZeroMeanNormal",
     "has_analytic_kl",
     "kl_ard_optimal",
+    "kl_divergence_sum",
     "kl_log_uniform",
     "log_alpha_of",
     "optimal_ard_scale",

@@ -26,11 +26,9 @@ class GaussianDropoutNormal(Normal):
 
     def __init__(self, theta: torch.Tensor, log_alpha: torch.Tensor, validate_args: bool | None = None) -> None:
         self.log_alpha = torch.as_tensor(log_alpha)
-        try:
-            fits = torch.broadcast_shapes(theta.shape, self.log_alpha.shape) == theta.shape
-        except RuntimeError:
-            fits = False
-        if not fits:
+        la_shape = self.log_alpha.shape  # must broadcast to θ's shape without enlarging it
+        pairs = zip(reversed(la_shape), reversed(theta.shape))
+        if len(la_shape) > theta.dim() or any(a not in (1, b) for a, b in pairs):
             raise ValueError(
                 f"log_alpha of shape {tuple(self.log_alpha.shape)} does not broadcast to theta's {tuple(theta.shape)}"
             )

@@ -6,7 +6,8 @@ import math
 
 import torch
 from pyro.distributions import Normal, Uniform
-from torch.distributions import kl_divergence, register_kl
+from torch.distributions import Independent, kl_divergence, register_kl
+from torch.distributions import kl as _torch_kl
 
 from .ard import ARD
 from .gaussian_dropout_normal import GaussianDropoutNormal
@@ -108,17 +109,58 @@ def _kl_truncated_normal_uniform(q: TruncatedNormal, p: Uniform) -> torch.Tensor
     return torch.where(inside, kl, torch.full_like(kl, math.inf))
 
 
+def _kl_function(type_q: type, type_p: type):
+    """The function ``kl_divergence`` would call for this pair (or ``NotImplemented``), looked
+    up once per pair in torch's own memo, which ``register_kl`` clears."""
+    try:
+        return _torch_kl._KL_MEMOIZE[type_q, type_p]
+    except KeyError:
+        fn = _torch_kl._KL_MEMOIZE[type_q, type_p] = _torch_kl._dispatch_kl(type_q, type_p)
+        return fn
+
+
+def _unwrap_independent(d) -> tuple:
+    n = 0
+    while isinstance(d, Independent):
+        n, d = n + d.reinterpreted_batch_ndims, d.base_dist
+    return d, n
+
+
 def has_analytic_kl(q, p) -> bool:
     """Whether ``kl_divergence(q, p)`` has a registered closed form (through ``to_event``)."""
-    from torch.distributions import Independent
-    from torch.distributions.kl import _dispatch_kl
+    (bq, nq), (bp, np) = _unwrap_independent(q), _unwrap_independent(p)
+    return nq == np and _kl_function(type(bq), type(bp)) is not NotImplemented
 
-    nq = np = 0
-    while isinstance(q, Independent):
-        nq, q = nq + q.reinterpreted_batch_ndims, q.base_dist
-    while isinstance(p, Independent):
-        np, p = np + p.reinterpreted_batch_ndims, p.base_dist
-    return nq == np and _dispatch_kl(type(q), type(p)) is not NotImplemented
+
+def _kl_sum_gaussian_dropout_log_uniform(q: GaussianDropoutNormal, p: LogUniform) -> torch.Tensor:
+    # each distinct log α stands for batch numel / log_alpha numel weights (it broadcasts to them)
+    kl = kl_log_uniform(q.log_alpha)
+    return kl.sum() * (q.batch_shape.numel() // kl.numel())
+
+
+def _kl_sum_zero_mean_log_uniform(q: ZeroMeanNormal, p: LogUniform) -> torch.Tensor:
+    return q.scale.new_zeros(())
+
+
+#: a registered KL -> the same KL summed over every element without forming the per-weight
+#: tensor (one value per distinct α instead of a broadcast the size of the layer, and no
+#: backward pass over it)
+_KL_SUMS = {
+    _kl_gaussian_dropout_log_uniform: _kl_sum_gaussian_dropout_log_uniform,
+    _kl_zero_mean_log_uniform: _kl_sum_zero_mean_log_uniform,
+}
+
+
+def kl_divergence_sum(q, p) -> torch.Tensor:
+    """``kl_divergence(q, p).sum()``, summed in closed form where the KL is one value per
+    distinct parameter broadcast to the weights (Gaussian dropout's layer- or neuron-wise α:
+    the sum of a layer's KL is the KL of its α times the weights sharing it; a zero-mean
+    Gaussian's is 0). Other pairs: ``kl_divergence(q, p).sum()``."""
+    (bq, nq), (bp, np) = _unwrap_independent(q), _unwrap_independent(p)
+    compact = _KL_SUMS.get(_kl_function(type(bq), type(bp))) if nq == np else None
+    if compact is not None:
+        return compact(bq, bp)
+    return kl_divergence(q, p).sum()
 
 
 __all__ = [
@@ -129,6 +171,7 @@ __all__ = [
     "K3",
     "kl_ard_optimal",
     "kl_divergence",
+    "kl_divergence_sum",
     "kl_log_uniform",
     "log_alpha_of",
 ]

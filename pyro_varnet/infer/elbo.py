@@ -16,11 +16,21 @@ from pyro.util import check_model_guide_match, check_site_shape
 from torch.distributions import kl_divergence
 
 from .._device import fork_rng
-from ..distributions import has_analytic_kl
+from ..distributions import has_analytic_kl, kl_divergence_sum
 from ..poutine import flipout, local_reparameterization
 from .predict import evaluating
 
 WEIGHT_NOISE = (None, False, True, "flipout")
+
+
+def _kl_total(q, p, scale, mask) -> torch.Tensor:
+    """A site's closed-form KL summed over its elements, scaled and masked as the site: summed
+    without forming the per-weight tensor where the KL allows it (``kl_divergence_sum``) and
+    nothing masks single weights."""
+    if mask is None and not (torch.is_tensor(scale) and scale.dim() > 0):
+        total = kl_divergence_sum(q, p)
+        return total if isinstance(scale, (int, float)) and scale == 1 else total * scale
+    return scale_and_mask(kl_divergence(q, p), scale=scale, mask=mask).sum()
 
 
 class DecomposedELBO(TraceMeanField_ELBO):
@@ -112,10 +122,9 @@ class DecomposedELBO(TraceMeanField_ELBO):
             if not has_analytic_kl(guide_site["fn"], site["fn"]):
                 continue
             try:  # a registered pair may still decline (e.g. transformed distributions)
-                kl = kl_divergence(guide_site["fn"], site["fn"])
+                analytic[name] = _kl_total(guide_site["fn"], site["fn"], guide_site["scale"], guide_site["mask"])
             except NotImplementedError:
                 continue
-            analytic[name] = scale_and_mask(kl, scale=guide_site["scale"], mask=guide_site["mask"]).sum()
         # the log-densities of analytic sites (two passes over all weights) are never needed
         model_trace.compute_log_prob(site_filter=lambda name, site: name not in analytic)
         for name in analytic:

@@ -240,8 +240,8 @@ def prepare_inputs(model: Callable, guide: Callable, x: torch.Tensor, device=Non
 
 def check_lrt(lrt) -> None:
     """``lrt`` is one of :data:`LRT_CHOICES`, else a ValueError."""
-    if not (isinstance(lrt, bool) or lrt == "dense"):
-        raise ValueError(f"expected lrt to be False, True or 'dense', got {lrt!r}")
+    if not any(lrt is c if isinstance(c, bool) else lrt == c for c in LRT_CHOICES):  # 0 and 1 are not bools
+        raise ValueError(f"expected lrt to be one of {', '.join(map(repr, LRT_CHOICES))}, got {lrt!r}")
 
 
 def _predict(model, guide, x, mode, num_samples, batch_size, lrt, max_objects, vectorize) -> M.Reducer:

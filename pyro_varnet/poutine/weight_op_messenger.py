@@ -17,10 +17,21 @@ from .weight_rules import weight_rules
 _signature = functools.lru_cache(maxsize=None)(inspect.signature)
 
 
+@functools.cache
+def _positional_names(fn) -> tuple[str, ...] | None:
+    """The parameter names of ``fn`` when every one can be passed by position or name."""
+    params = _signature(fn).parameters.values()
+    return tuple(p.name for p in params) if all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params) else None
+
+
 def op_arguments(msg) -> dict:
     """An effect's arguments by name (``x``, ``weight``, ``bias``, ``stride``, ...), bound as
     its function's signature binds them, however the caller passed them."""
-    return dict(_signature(msg["fn"]).bind(*msg["args"], **msg["kwargs"]).arguments)
+    args, kwargs = msg["args"], msg["kwargs"]
+    names = _positional_names(msg["fn"])
+    if names is not None and not kwargs and len(args) <= len(names):  # the ops' usual call, per step
+        return dict(zip(names, args))
+    return dict(_signature(msg["fn"]).bind(*args, **kwargs).arguments)
 
 
 class LayerOpMessenger(Messenger):

@@ -255,8 +255,9 @@ def test_dense_noise_gives_each_object_the_direct_draws_predictive(bayesian):
     assert ((p[False].mean(0) - p["dense"].mean(0)).abs() <= 5 * se + 1e-6).all()
     one = predict(model, guide, x, mode="sample", lrt="dense")  # one draw for the set, dense noise per object
     assert one.shape == (3, 10) and torch.isfinite(one).all()
-    with pytest.raises(ValueError, match="lrt"):
-        predict(model, guide, x, lrt="conv")
+    for bad in ("conv", 1, 0, None):  # 1 == True but is not a choice
+        with pytest.raises(ValueError, match="lrt"):
+            predict(model, guide, x, lrt=bad)
 
 
 @pytest.mark.parametrize("bayesian, expected", [(None, 400 // 20), (["fc1"], 400)])
