@@ -538,7 +538,8 @@ def _compare_defaults() -> dict:
     from .analysis.report import VN_TABLE1_RECIPE as r
 
     lr_mult = [f"{pattern}={factor:g}" for pattern, factor in r["lr_multipliers"].items()]
-    return {"epochs": r["epochs"], "batch_size": r["batch_size"], "lr": r["lr"], "lr_mult": lr_mult}
+    keys = ("epochs", "batch_size", "lr", "lr_schedule")
+    return {**{k: r[k] for k in keys}, "lr_mult": lr_mult}
 
 
 def compare_guides(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pyro_varnet import cli, data
+from pyro_varnet.analysis import VN_TABLE1_RECIPE
 from pyro_varnet.infer import initialize
 
 HAVE_MNIST = os.path.isdir(os.path.join(os.environ.get(data.ENV_VAR, "/nonexistent"), "MNIST", "raw"))
@@ -155,6 +156,7 @@ def test_compare_smoke_writes_report(tmp_path, capsys):
     # the default lever: the log-scale variance parameters learn 30x faster
     saved = json.loads((tmp_path / "additive" / "args.json").read_text())
     assert saved["lr_mult"] == ["*log_alpha*=30", "*log_sigma2=30"] and saved["lr"] == 3e-3
+    assert saved["lr_schedule"] == VN_TABLE1_RECIPE["lr_schedule"]  # the recipe's schedule, not train's default
 
 
 @pytest.mark.integration

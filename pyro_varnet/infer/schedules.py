@@ -16,7 +16,7 @@ def linear_decay(total_epochs: float) -> Schedule:
 
 def hold_then_decay(total_epochs: float, hold_fraction: float = 0.5) -> Schedule:
     """Multiplier 1 for the first ``hold_fraction`` of ``total_epochs``, then linear to 0 at
-    ``total_epochs`` (WN §5.2: "for the last 100 [of 200] epochs, we linearly decrease learning
+    ``total_epochs`` (WN §5: "for the last 100 [of 200] epochs, we linearly decrease learning
     rate to zero")."""
     if total_epochs <= 0 or not 0 <= hold_fraction < 1:
         raise ValueError(f"expected total_epochs > 0 and 0 <= hold_fraction < 1, got {total_epochs}, {hold_fraction}")
