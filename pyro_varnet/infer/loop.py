@@ -12,6 +12,7 @@ its own::
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -76,7 +77,8 @@ class Step:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, t: float = 0.0) -> dict[str, torch.Tensor]:
         validate = pyro.infer.util.is_validation_enabled() and self.steps == 0
-        with pyro.validation_enabled(validate), scale_latent(scale=self.kl_weight(t)):
+        beta = self.kl_weight(t)  # at 1 no handler: one messenger less for every site of every step
+        with pyro.validation_enabled(validate), scale_latent(scale=beta) if beta != 1 else contextlib.nullcontext():
             loss = (self.forward or self.loss_module)(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
