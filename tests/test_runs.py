@@ -126,7 +126,9 @@ def test_kill_9_at_random_moments_never_loses_or_corrupts_the_record(tmp_path):
 @pytest.mark.integration
 @needs_mnist
 def test_sigint_mid_epoch_stops_cleanly_and_resumes_exactly(tmp_path):
-    args = [*TRAIN, "--limit", "1000", "--epochs", "4"]
+    # 8 epochs: after the first one's metrics line, 7 epochs (> 0.5 s on a fast machine) are left
+    # for the signal to land in; with 4, a machine twice as fast finished training before it came
+    args = [*TRAIN, "--limit", "1000", "--epochs", "8"]
     ref = _cli(*args, "--out", str(tmp_path / "ref"))
     ref.communicate(timeout=600)
     assert ref.returncode == 0
@@ -134,8 +136,8 @@ def test_sigint_mid_epoch_stops_cleanly_and_resumes_exactly(tmp_path):
     proc = _cli(*args, "--out", str(out))
     while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text():
         assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    time.sleep(0.3)  # inside epoch 2
+        time.sleep(0.02)
+    time.sleep(0.05)  # inside epoch 2
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
