@@ -338,11 +338,14 @@ def train(args: argparse.Namespace) -> int:
     if args.devices > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return _launch(args, args.argv)
     started = distributed.init_from_env()  # under torchrun / SLURM's srun with torchrun's variables
+    finished = False
     try:
-        return _train(args)
+        code = _train(args)
+        finished = True
+        return code
     finally:
         if started:
-            torch.distributed.destroy_process_group()
+            distributed.leave(finished)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -297,6 +297,19 @@ def gather_rows(t: torch.Tensor, sizes: list[int], dim: int = 0) -> torch.Tensor
     return torch.cat([p.narrow(dim, 0, s) for p, s in zip(parts, sizes)], dim).to(t.device)
 
 
+def leave(finished: bool = True) -> None:
+    """Destroy the default process group. When this rank ``finished`` its work, first wait for
+    every other rank at a barrier: the group's store lives in another process (rank 0, or
+    torchrun's agent), and a rank that tore the group down while another still used it aborted
+    (SIGABRT, "terminate called without an active exception") in CI, under ``spawn`` and under
+    ``varnet train --devices 2``. After a failure no barrier: the other ranks may never come."""
+    try:
+        if finished:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -310,14 +323,13 @@ def _worker(rank, fn, nprocs, port, backend, threads, args, folder) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
     dist.init_process_group(backend, rank=rank, world_size=nprocs)
+    ok = False
     try:
         result = fn(*args)
         torch.save(result, os.path.join(folder, f"{rank}.pt"))
-        # rank 0 hosts the group's store: no rank may tear the group down while another still
-        # talks to it (a rank that lost the store aborted with SIGABRT in one CI run)
-        dist.barrier()
+        ok = True
     finally:
-        dist.destroy_process_group()
+        leave(ok)
 
 
 def spawn(fn, nprocs: int, *args, backend: str = "gloo", threads: int | None = 1) -> list:
@@ -367,6 +379,7 @@ __all__ = [
     "init_from_env",
     "is_distributed",
     "is_main",
+    "leave",
     "seed_ranks",
     "shard",
     "spawn",
