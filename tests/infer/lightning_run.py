@@ -13,6 +13,7 @@ import lightning.pytorch as L
 import pyro
 import torch
 
+from pyro_varnet.distributed import leave
 from pyro_varnet.lightning import VarnetModule, global_batches
 
 from .dist_workers import BATCH, _params, toy
@@ -55,6 +56,8 @@ def main(out: str, devices: int, plan: str) -> None:
         run(out, "whole", devices, 4, True)
         run(out, "first", devices, 2, True, ckpt_out=f"{out}/half.ckpt")
         run(out, "resumed", devices, 4, True, ckpt_in=f"{out}/half.ckpt")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        leave()  # Lightning keeps its group alive; torn down unsynchronised at exit, a rank aborted (SIGABRT)
 
 
 if __name__ == "__main__":
