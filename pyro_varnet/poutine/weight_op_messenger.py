@@ -18,19 +18,23 @@ _signature = functools.lru_cache(maxsize=None)(inspect.signature)
 
 
 @functools.cache
-def _positional_names(fn) -> tuple[str, ...] | None:
-    """The parameter names of ``fn`` when every one can be passed by position or name."""
+def _positional_names(fn) -> tuple[tuple[str, ...], int] | None:
+    """The parameter names of ``fn`` and how many of them are required, when every one can be
+    passed by position or name."""
     params = _signature(fn).parameters.values()
-    return tuple(p.name for p in params) if all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params) else None
+    if not all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params):
+        return None
+    return tuple(p.name for p in params), sum(p.default is p.empty for p in params)
 
 
 def op_arguments(msg) -> dict:
     """An effect's arguments by name (``x``, ``weight``, ``bias``, ``stride``, ...), bound as
     its function's signature binds them, however the caller passed them."""
     args, kwargs = msg["args"], msg["kwargs"]
-    names = _positional_names(msg["fn"])
-    if names is not None and not kwargs and len(args) <= len(names):  # the ops' usual call, per step
-        return dict(zip(names, args))
+    positional = _positional_names(msg["fn"])
+    if positional is not None and not kwargs and positional[1] <= len(args) <= len(positional[0]):
+        return dict(zip(positional[0], args))  # the ops' usual call, every step
+    # anything else, including a call the signature refuses (bind's TypeError names the argument)
     return dict(_signature(msg["fn"]).bind(*args, **kwargs).arguments)
 
 
