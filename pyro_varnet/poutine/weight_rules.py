@@ -165,11 +165,11 @@ class ZeroMeanNormalRules(NormalRules):
 
 @register_weight_rules(GaussianDropoutNormal)
 class GaussianDropoutNormalRules(NormalRules):
-    """N(θ, αθ²): the variance op takes αθ² straight from θ and log α (two passes over the
-    weight instead of forming σ = √α|θ| and squaring it)."""
+    """N(θ, αθ²): the variance op takes αθ² straight from θ and log α (``d.variance``: two
+    passes over the weight forward and two backward, instead of forming σ = √α|θ| and squaring it)."""
 
     def local_reparameterization(self, d: GaussianDropoutNormal) -> Moments:
-        return Moments(d.loc, d.log_alpha.exp() * d.loc.square())
+        return Moments(d.loc, d.variance)
 
 
 @register_weight_rules(SymmetricUniform)
