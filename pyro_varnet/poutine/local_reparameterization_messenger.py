@@ -7,6 +7,7 @@ from collections.abc import Container
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .._sites import unwrap
 from .weight_op_messenger import WeightOpMessenger, op_arguments
@@ -25,6 +26,58 @@ def per_object_tangent_projection(x: torch.Tensor, v_norm: torch.Tensor) -> torc
         conc = torch.tensor((n - 2) / 2, dtype=x.dtype, device=x.device)
         t = 2 * torch.distributions.Beta(conc, conc, validate_args=False).sample(proj.shape) - 1
     return perp * t
+
+
+class _GaussianOutput(torch.autograd.Function):
+    r"""Pre-activations drawn per object from :math:`\mathcal{N}(\text{mean}, \text{var})`
+    (VN eq. 4): :math:`\text{mean} + \varepsilon\sqrt{\text{var} + \epsilon_0}`, ε ~ N(0, 1)
+    by ``torch.randn_like`` (the same draws as written out in autograd ops). The backward gives
+    ``mean`` the gradient itself and ``var`` :math:`g\varepsilon / (2\sqrt{\text{var}+\epsilon_0})`
+    in two passes over the activation; autograd through ``add``, ``sqrt`` and ``addcmul``
+    takes four (``benchmarks/svi_step.py``: conv1's output is the step's largest tensor)."""
+
+    @staticmethod
+    def forward(ctx, mean, var, eps):
+        std = var.add(eps).sqrt_()
+        noise = torch.randn_like(std)
+        ctx.save_for_backward(noise, std)
+        return noise * std if mean is None else torch.addcmul(mean, noise, std)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        noise, std = ctx.saved_tensors
+        d_mean = grad if ctx.needs_input_grad[0] else None
+        d_var = None
+        if ctx.needs_input_grad[1]:
+            d_var = torch.addcdiv(grad.new_zeros(()), grad * noise, std, value=0.5)
+        return d_mean, d_var, None
+
+
+class _Square(torch.autograd.Function):
+    """x² with the one-pass backward 2xg (autograd's ``square`` takes three passes: x¹, ×2, ×g)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.square()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return torch.addcmul(grad.new_zeros(()), grad, x, value=2.0)
+
+
+def gaussian_output(mean: torch.Tensor | None, var: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    r"""A draw of :math:`\mathcal{N}(\text{mean}, \text{var} + \epsilon_0)` per element
+    (``mean=None``: zero mean), reparameterized; first-order gradients only."""
+    return _GaussianOutput.apply(mean, var, eps)
+
+
+def square(x: torch.Tensor) -> torch.Tensor:
+    """``x.square()`` with a one-pass backward; first-order gradients only."""
+    return _Square.apply(x) if x.requires_grad else x.square()
 
 
 class LocalReparameterizationMessenger(WeightOpMessenger):
@@ -132,14 +185,12 @@ class LocalReparameterizationMessenger(WeightOpMessenger):
             if w_info.loc is not None:
                 fused = b is not None and b_info is None
                 mean = op(x, w_info.loc, b if fused else None, **kwargs)
-            var = op(x.square(), w_info.var, None, **kwargs)
+            var = op(square(x), w_info.var, None, **kwargs)
             if b_moments is not None:  # a Gaussian bias joins the Gaussian output (one draw)
                 if b_moments.loc is not None:
                     mean = bias_view(b_moments.loc) if mean is None else mean + bias_view(b_moments.loc)
                 var = var + bias_view(b_moments.var)
-            std = (var + self.eps).sqrt_()  # in place on a temporary: sqrt's backward needs only its output
-            noise = torch.randn_like(std)
-            out = noise * std if mean is None else torch.addcmul(mean, noise, std)
+            out = gaussian_output(mean, var, self.eps)
             if b_moments is not None:
                 return out
         else:

@@ -175,3 +175,44 @@ def test_conv_lrt_makes_output_positions_independent_unlike_a_weight_draw():
     torch.testing.assert_close(direct[:, 0, 0], direct[:, 2, 2])  # fully dependent
     corr = torch.corrcoef(torch.stack([lrt[:, 0, 0], lrt[:, 2, 2]]))[0, 1]
     assert abs(float(corr)) < 5 / math.sqrt(n)  # independent: |corr| within 5 SE of 0
+
+
+def _seeded(fn):
+    def call(*args):
+        torch.manual_seed(0)  # the same ε at every call, so that gradcheck differentiates one draw
+        return fn(*args)
+
+    return call
+
+
+@pytest.mark.parametrize("with_mean", [True, False])
+def test_gaussian_output_is_the_autograd_expression_with_its_gradients(with_mean):
+    from pyro_varnet.poutine.local_reparameterization_messenger import gaussian_output
+
+    mean = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True) if with_mean else None
+    var = torch.rand(4, 3, 5, dtype=torch.float64, requires_grad=True) + 0.1
+    inputs = (mean, var) if with_mean else (var,)
+
+    def plain(*a):
+        m, v = a if with_mean else (None, a[0])
+        std = (v + 1e-3).sqrt()
+        eps = torch.randn_like(std)
+        return eps * std if m is None else m + eps * std
+
+    fused = _seeded(lambda *a: gaussian_output(*((a[0], a[1]) if with_mean else (None, a[0])), 1e-3))
+    plain = _seeded(plain)
+    out = fused(*inputs)
+    assert torch.allclose(out, plain(*inputs), rtol=1e-13, atol=0)  # the same draws from the same RNG
+    g = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(fused(*inputs), inputs, g), torch.autograd.grad(plain(*inputs), inputs, g)):
+        assert torch.allclose(a, b, rtol=1e-12, atol=0)
+    assert torch.autograd.gradcheck(fused, inputs)
+
+
+def test_square_gradcheck_and_value():
+    from pyro_varnet.poutine.local_reparameterization_messenger import square
+
+    x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.equal(square(x), x.square())
+    assert torch.autograd.gradcheck(square, (x,))
+    assert not square(x.detach()).requires_grad
