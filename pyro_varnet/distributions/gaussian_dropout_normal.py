@@ -2,42 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from pyro.distributions import Normal
 from torch.distributions import Distribution, constraints
 from torch.distributions.utils import lazy_property
 
-
-class _AlphaThetaSquared(torch.autograd.Function):
-    r""":math:`\sigma^2 = \alpha\theta^2` from θ and log α broadcast to θ's shape (VN eq. 14), with
-    a backward of two passes over θ: :math:`\partial/\partial\theta = 2\alpha\theta\,g` in one
-    ``addcmul`` and :math:`\partial/\partial\log\alpha = \sum g\sigma^2` in one dot product
-    (summed to log α's shape). Autograd through ``log_alpha.exp() * theta.square()`` makes six,
-    over fc1's 400 000 weights at every step (``benchmarks/svi_step.py``)."""
-
-    @staticmethod
-    def forward(ctx, theta, log_alpha):
-        alpha_theta = log_alpha.exp() * theta
-        var = alpha_theta * theta
-        ctx.save_for_backward(alpha_theta, var)
-        ctx.log_alpha_shape = log_alpha.shape
-        return var
-
-    @staticmethod
-    def backward(ctx, grad):
-        alpha_theta, var = ctx.saved_tensors
-        d_theta = d_log_alpha = None
-        if ctx.needs_input_grad[0]:
-            d_theta = torch.addcmul(grad.new_zeros(()), grad, alpha_theta, value=2.0)
-        if ctx.needs_input_grad[1]:
-            shape = ctx.log_alpha_shape
-            if math.prod(shape) == 1:  # one α for the layer: a dot product, no temporary
-                d_log_alpha = torch.dot(grad.reshape(-1), var.reshape(-1)).reshape(shape)
-            else:
-                d_log_alpha = (grad * var).sum_to_size(shape)
-        return d_theta, d_log_alpha
+from .variance import dropout_variance
 
 
 class GaussianDropoutNormal(Normal):
@@ -76,8 +46,9 @@ class GaussianDropoutNormal(Normal):
 
     @lazy_property
     def variance(self) -> torch.Tensor:
-        """σ² = αθ², straight from θ and log α (what local reparameterization's variance op takes)."""
-        return _AlphaThetaSquared.apply(self.loc, self.log_alpha)
+        """σ² = αθ², straight from θ and log α (what local reparameterization's variance op takes),
+        entries below the smallest normal float set to 0 (:func:`~.variance.dropout_variance`)."""
+        return dropout_variance(self.loc, self.log_alpha)
 
     def expand(self, batch_shape, _instance=None) -> GaussianDropoutNormal:
         new = self._get_checked_instance(GaussianDropoutNormal, _instance)

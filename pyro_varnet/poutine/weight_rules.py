@@ -35,6 +35,7 @@ from pyro.distributions import Normal
 from torch.distributions import Distribution
 
 from ..distributions import GaussianDropoutNormal, InputDropout, SymmetricBernoulli, SymmetricUniform, ZeroMeanNormal
+from ..distributions.variance import squared_scale
 
 
 class Moments(NamedTuple):
@@ -140,7 +141,7 @@ class NormalRules(WeightRules):
     """Gaussian weights: exact local reparameterization, σ = scale, zero-mean approximation."""
 
     def local_reparameterization(self, d: Normal) -> Moments:
-        return Moments(None if self.is_zero_mean(d) else d.loc, d.scale.square())
+        return Moments(None if self.is_zero_mean(d) else d.loc, squared_scale(d.scale))
 
     def spread(self, d: Normal) -> torch.Tensor:
         return d.scale
