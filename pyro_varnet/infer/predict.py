@@ -60,6 +60,22 @@ def run_once(model: Callable, guide: Callable, x: torch.Tensor) -> torch.Tensor:
     return poutine.replay(model, guide_trace)(x)
 
 
+def draw_weights(guide: Callable, x: torch.Tensor) -> poutine.Trace:
+    """One draw of every weight from ``guide`` (its trace), with the subnormal entries of the
+    drawn values on a CPU set to 0. A trained zero-mean layer keeps σ's that decayed towards 0
+    (``flush_subnormals_``): a 10-epoch zero-mean fc1 drew 32 000 of its 400 000 weights below
+    1.2e-38, and its 20-sample ensemble ran 3x slower than with those entries 0 (products with
+    subnormal numbers run in microcode on x86), while no prediction changes by more than ~1e-38."""
+    trace = poutine.trace(guide).get_trace(x[:1])
+    for site in trace.nodes.values():
+        value = site["value"] if site["type"] == "sample" and not site["is_observed"] else None
+        if torch.is_tensor(value) and value.is_floating_point() and value.device.type == "cpu":
+            small = (value.abs() < torch.finfo(value.dtype).tiny) & (value != 0)
+            if bool(small.any()):
+                site["value"] = value.masked_fill(small, 0)
+    return trace
+
+
 def _replayed(model, guide_trace, x, batch_size) -> torch.Tensor:
     """The model's raw outputs on ``x`` under the weights of ``guide_trace``, batch by batch."""
     replayed = poutine.replay(model, guide_trace)
@@ -76,7 +92,7 @@ def one_sample(model: Callable, guide: Callable, x: torch.Tensor, batch_size: in
     """The prediction of ``x`` under ONE weight draw shared by every batch, and that draw's
     guide trace (VN Fig. 4: the accuracy of individual weight samples)."""
     lik = _likelihood(model)
-    guide_trace = poutine.trace(guide).get_trace(x[:1])
+    guide_trace = draw_weights(guide, x)
     reducer = lik.reducer()
     reducer.add(lik.predictive_parts(_replayed(model, guide_trace, x, batch_size).unsqueeze(1)))
     return reducer.result(), guide_trace
@@ -201,7 +217,7 @@ def _ensemble(model, guide, x, num_samples, batch_size, vectorize, reducer, lik,
     done = 0
     while done < num_samples:  # at most MAX_STACK weight samples in memory at once
         k = min(MAX_STACK, num_samples - done)
-        traces = [poutine.trace(guide).get_trace(x[:1]) for _ in range(k)]
+        traces = [draw_weights(guide, x) for _ in range(k)]
         if how is not None:
             stacked, shared = _stack(traces), how == "shared"
             per_object = _dense_moments(traces, stacked) if dense else None
@@ -252,7 +268,7 @@ def _predict(model, guide, x, mode, num_samples, batch_size, lrt, max_objects, v
         if mode == "sample" and lrt == "dense":  # one draw for the set, per-object dense noise
             _ensemble(model, guide, x, 1, batch_size, vectorize, reducer, lik, dense=True)
         elif mode == "sample" and not lrt:  # one weight draw for the whole set
-            draw = poutine.trace(guide).get_trace(x[:1])
+            draw = draw_weights(guide, x)
             reducer.add(lik.predictive_parts(_replayed(model, draw, x, batch_size)[:, None]))
         elif mode in ("sample", "mean"):  # batch by batch: every object's own noise, or none
             handler = local_reparameterization if mode == "sample" else mean_propagation

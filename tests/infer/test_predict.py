@@ -107,3 +107,25 @@ def test_sample_mode_under_lrt_draws_noise_per_object():
     lp = predict(model, guide, x, mode="sample", batch_size=4, lrt=True)
     torch.testing.assert_close(lp.exp().sum(-1), torch.ones(6))
     assert (lp - lp[:1]).abs().max() > 1e-4  # equal objects, independent noise
+
+
+def test_weight_draws_for_predictions_have_no_subnormal_entries():
+    from pyro_varnet.infer.predict import draw_weights
+
+    torch.manual_seed(0)
+    model = Classifier(MLP([6, 5, 3]), num_data=10)
+    guide = NetworkGuide(model, default="layer", families={"fc1": ZeroMean()})
+    x = torch.randn(4, 6)
+    guide(x)
+    tiny = torch.finfo(torch.float32).tiny
+    site = guide.site(guide.site_names[0])
+    with torch.no_grad():  # σ that a trained zero-mean layer leaves decaying towards 0, and ordinary ones
+        site.sigma.copy_(torch.tensor([1e-37, 3e-38, 0.5, 1.0, 2.0, 1e-3]).repeat(5, 1))
+    pyro.set_rng_seed(1)
+    plain = pyro.poutine.trace(guide).get_trace(x[:1]).nodes[guide.site_names[0]]["value"]
+    assert ((plain.abs() < tiny) & (plain != 0)).any()  # the draw has subnormal weights ...
+    pyro.set_rng_seed(1)
+    drawn = draw_weights(guide, x).nodes[guide.site_names[0]]["value"]
+    assert not ((drawn.abs() < tiny) & (drawn != 0)).any()  # ... which become 0
+    normal = plain.abs() >= tiny
+    assert torch.equal(drawn[normal], plain[normal]) and (drawn[~normal] == 0).all()
