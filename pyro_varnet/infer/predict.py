@@ -64,7 +64,7 @@ def draw_weights(guide: Callable, x: torch.Tensor) -> poutine.Trace:
     """One draw of every weight from ``guide`` (its trace), with the subnormal entries of the
     drawn values on a CPU set to 0. A trained zero-mean layer keeps σ's that decayed towards 0
     (``flush_subnormals_``): a 10-epoch zero-mean fc1 drew 32 000 of its 400 000 weights below
-    1.2e-38, and its 20-sample ensemble ran 3x slower than with those entries 0 (products with
+    1.2e-38, and its 20-sample ensemble ran 2.8x slower than with those entries 0 (products with
     subnormal numbers run in microcode on x86), while no prediction changes by more than ~1e-38."""
     trace = poutine.trace(guide).get_trace(x[:1])
     for site in trace.nodes.values():

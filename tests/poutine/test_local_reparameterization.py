@@ -209,6 +209,17 @@ def test_gaussian_output_is_the_autograd_expression_with_its_gradients(with_mean
     assert torch.autograd.gradcheck(fused, inputs)
 
 
+def test_gaussian_output_with_a_broadcast_mean_gradchecks():
+    from pyro_varnet.poutine.local_reparameterization_messenger import gaussian_output
+
+    # a zero-mean weight with a Gaussian bias: the mean is the bias, broadcast over the objects
+    mean = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    var = torch.rand(3, 5, dtype=torch.float64, requires_grad=True) + 0.1
+    fused = _seeded(lambda m, v: gaussian_output(m, v, 1e-3))
+    assert fused(mean, var).shape == (3, 5)
+    assert torch.autograd.gradcheck(fused, (mean, var))
+
+
 def test_square_gradcheck_and_value():
     from pyro_varnet.poutine.local_reparameterization_messenger import square
 
