@@ -25,21 +25,19 @@ def _flush_(var: torch.Tensor) -> torch.Tensor:
     return torch.threshold_(var, torch.finfo(var.dtype).tiny, 0.0)
 
 
-class _Square(torch.autograd.Function):
-    """x², flushed if asked (see the module), with the one-pass backward 2xg (autograd's
-    ``square`` takes three passes: x¹, ×2, ×g)."""
+class _ScaleSquared(torch.autograd.Function):
+    """σ² flushed (see the module), with the one-pass backward 2σg."""
 
     @staticmethod
-    def forward(ctx, x, flush):
-        ctx.save_for_backward(x)
-        out = x.square()
-        return _flush_(out) if flush else out
+    def forward(ctx, scale):
+        ctx.save_for_backward(scale)
+        return _flush_(scale.square())
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return torch.addcmul(grad.new_zeros(()), grad, x, value=2.0), None
+        (scale,) = ctx.saved_tensors
+        return torch.addcmul(grad.new_zeros(()), grad, scale, value=2.0)
 
 
 class _AlphaThetaSquared(torch.autograd.Function):
@@ -73,15 +71,9 @@ class _AlphaThetaSquared(torch.autograd.Function):
         return d_theta, d_log_alpha
 
 
-def square(x: torch.Tensor) -> torch.Tensor:
-    """``x.square()`` with a one-pass backward (e.g. the inputs of the variance op); first-order
-    gradients only."""
-    return _Square.apply(x, False) if x.requires_grad else x.square()
-
-
 def squared_scale(scale: torch.Tensor) -> torch.Tensor:
     """σ² of a Gaussian weight, subnormal entries flushed to 0 (see the module)."""
-    return _Square.apply(scale, True)
+    return _ScaleSquared.apply(scale)
 
 
 def dropout_variance(theta: torch.Tensor, log_alpha: torch.Tensor) -> torch.Tensor:
