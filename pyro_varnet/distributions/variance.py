@@ -19,25 +19,7 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
-
-def _flush_(var: torch.Tensor) -> torch.Tensor:
-    """``var`` (≥ 0, a fresh tensor) with entries below the smallest normal float set to 0, in place."""
-    return torch.threshold_(var, torch.finfo(var.dtype).tiny, 0.0)
-
-
-class _ScaleSquared(torch.autograd.Function):
-    """σ² flushed (see the module), with the one-pass backward 2σg."""
-
-    @staticmethod
-    def forward(ctx, scale):
-        ctx.save_for_backward(scale)
-        return _flush_(scale.square())
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        (scale,) = ctx.saved_tensors
-        return torch.addcmul(grad.new_zeros(()), grad, scale, value=2.0)
+from .._numerics import flush_nonnegative_, square
 
 
 class _AlphaThetaSquared(torch.autograd.Function):
@@ -50,7 +32,7 @@ class _AlphaThetaSquared(torch.autograd.Function):
     @staticmethod
     def forward(ctx, theta, log_alpha):
         alpha_theta = log_alpha.exp() * theta
-        var = _flush_(alpha_theta * theta)
+        var = flush_nonnegative_(alpha_theta * theta)
         ctx.save_for_backward(alpha_theta, var)
         ctx.log_alpha_shape = log_alpha.shape
         return var
@@ -72,8 +54,9 @@ class _AlphaThetaSquared(torch.autograd.Function):
 
 
 def squared_scale(scale: torch.Tensor) -> torch.Tensor:
-    """σ² of a Gaussian weight, subnormal entries flushed to 0 (see the module)."""
-    return _ScaleSquared.apply(scale)
+    """σ² of a Gaussian weight, subnormal entries flushed to 0 (see the module), with a one-pass
+    backward 2σg."""
+    return square(scale, flush=True)
 
 
 def dropout_variance(theta: torch.Tensor, log_alpha: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._device import module_device, module_dtype
+from .._numerics import subnormal_mask
 from ..poutine import scale_latent
 from .batches import check_inputs, num_batches, to_device, unpack
 from .history import History
@@ -186,9 +187,7 @@ def flush_subnormals_(tensors: Iterable[torch.Tensor]) -> int:
     for t in tensors:
         if not (torch.is_tensor(t) and t.is_floating_point()) or t.device.type == "meta":
             continue
-        tiny = torch.finfo(t.dtype).tiny
-        small = t.abs() < tiny
-        small &= t != 0
+        small = subnormal_mask(t)
         if t.device.type == "cpu":  # counting syncs on an accelerator: only on the host
             count += int(small.sum())
         t.masked_fill_(small, 0)

@@ -13,6 +13,7 @@ from .. import metrics as M
 from .._checks import check_choice
 from .._device import module_device, module_dtype
 from .._malloc import keep_freed_memory
+from .._numerics import subnormal_mask
 from .._sites import unwrap
 from ..poutine import (
     StackedWeightsMessenger,
@@ -70,7 +71,7 @@ def draw_weights(guide: Callable, x: torch.Tensor) -> poutine.Trace:
     for site in trace.nodes.values():
         value = site["value"] if site["type"] == "sample" and not site["is_observed"] else None
         if torch.is_tensor(value) and value.is_floating_point() and value.device.type == "cpu":
-            small = (value.abs() < torch.finfo(value.dtype).tiny) & (value != 0)
+            small = subnormal_mask(value)
             if bool(small.any()):
                 site["value"] = value.masked_fill(small, 0)
     return trace

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .._numerics import square
 from .._sites import unwrap
 from .weight_op_messenger import WeightOpMessenger, op_arguments
 from .weight_rules import Moments, weight_rules
@@ -54,30 +55,10 @@ class _GaussianOutput(torch.autograd.Function):
         return d_mean, d_var, None
 
 
-class _Square(torch.autograd.Function):
-    """x² with the one-pass backward 2xg (autograd's ``square`` takes three passes: x¹, ×2, ×g)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.square()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return torch.addcmul(grad.new_zeros(()), grad, x, value=2.0)
-
-
 def gaussian_output(mean: torch.Tensor | None, var: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     r"""A draw of :math:`\mathcal{N}(\text{mean}, \text{var} + \epsilon_0)` per element
     (``mean=None``: zero mean), reparameterized; first-order gradients only."""
     return _GaussianOutput.apply(mean, var, eps)
-
-
-def square(x: torch.Tensor) -> torch.Tensor:
-    """``x.square()`` with a one-pass backward; first-order gradients only."""
-    return _Square.apply(x) if x.requires_grad else x.square()
 
 
 class LocalReparameterizationMessenger(WeightOpMessenger):

@@ -221,7 +221,7 @@ def test_gaussian_output_with_a_broadcast_mean_gradchecks():
 
 
 def test_square_gradcheck_and_value():
-    from pyro_varnet.poutine.local_reparameterization_messenger import square
+    from pyro_varnet._numerics import square
 
     x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
     assert torch.equal(square(x), x.square())
