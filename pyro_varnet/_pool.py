@@ -13,5 +13,8 @@ def map_processes(fn: Callable, jobs: Iterable, processes: int = 1) -> list:
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(min(processes, len(jobs))) as pool:
-            return pool.map(fn, jobs, chunksize=1)
+            results = pool.map(fn, jobs, chunksize=1)
+            pool.close()  # let the workers exit on their own (leaving the block terminates them)
+            pool.join()
+        return results
     return [fn(job) for job in jobs]
