@@ -286,30 +286,36 @@ def ic_diagnostics(idata, ic: str = "loo") -> dict:
     r"""ArviZ's reliability diagnostics of an information criterion on one InferenceData.
 
     LOO (PSIS): the Pareto shape k of each test object's importance ratios; ArviZ trusts
-    objects with :math:`k \le \min(1 - 1/\log_{10} S, 0.7)` for S draws. WAIC: objects whose
-    posterior variance of the log predictive density exceeds 0.4 (ArviZ's warning).
-    Returns ``{"ic", "p", "bad", "n", "k_max", "good_k", "draws"}`` (``k_*`` for LOO only).
+    objects with :math:`k \le \min(1 - 1/\log_{10} S, 0.7)` for S draws. An object whose
+    log-likelihood is the same under every draw (a confident prediction saturates log p at
+    exactly 0 in float32) has equal importance ratios, so its LOO term is exact; ArviZ gives it
+    k = ∞ all the same, so such objects are counted as ``"exact"``, not as bad, and left out of
+    ``k_max``. WAIC: objects whose posterior variance of the log predictive density exceeds
+    0.4 (ArviZ's warning). Returns ``{"ic", "p", "bad", "n", "draws"}``, for LOO also
+    ``"k_max"``, ``"good_k"`` and ``"exact"``.
     """
     import arviz as az
 
+    ll = idata.log_likelihood["obs"].values.reshape(-1, idata.log_likelihood["obs"].shape[-1])  # (draws, objects)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # reported by the caller, in words
         if ic == "loo":
             e = az.loo(idata, pointwise=True)
-            k = np.asarray(e.pareto_k)
+            k = np.asarray(e.pareto_k).reshape(-1)
             good = float(e.good_k)
+            varies = ~(ll == ll[:1]).all(0)
             return {
                 "ic": ic,
                 "p": float(e.p_loo),
-                "bad": int((k > good).sum()),
+                "bad": int(((k > good) & varies).sum()),
                 "n": int(k.size),
-                "k_max": float(np.nanmax(k)),
+                "exact": int((~varies).sum()),
+                "k_max": float(np.nanmax(k[varies])) if varies.any() else math.nan,
                 "good_k": good,
                 "draws": int(e.n_samples),
             }
         if ic == "waic":
             e = az.waic(idata, pointwise=True)
-            ll = idata.log_likelihood["obs"].values.reshape(-1, idata.log_likelihood["obs"].shape[-1])
             var = ll.var(0, ddof=1)
             return {
                 "ic": ic,
@@ -327,7 +333,8 @@ def _ic_warning(name: str, d: dict) -> str | None:
     if d["ic"] == "loo":
         return (
             f"LOO is unreliable for {name!r}: Pareto k > {d['good_k']:.2f} for {d['bad']} of {d['n']} test "
-            f"objects (max {d['k_max']:.2f}, p_loo {d['p']:.1f}, {d['draws']} draws), so its "
+            f"objects (max {d['k_max']:.2f}; {d['exact']} predicted alike by every draw are exact; "
+            f"p_loo {d['p']:.1f}, {d['draws']} draws), so its "
             f"elpd and rank are not to be trusted. More draws raise ArviZ's threshold and sharpen k "
             f"(elbo_report(num_draws=...), CLI --draws); compare(..., ic='waic') is the other estimate, "
             f"though it fails in the same situations."
@@ -390,6 +397,7 @@ def compare(
         if ic == "loo":
             az_table["pareto_k_max"] = [diagnostics[n]["k_max"] for n in az_table.index]
             az_table["pareto_k_bad"] = [diagnostics[n]["bad"] for n in az_table.index]
+            az_table["loo_exact"] = [diagnostics[n]["exact"] for n in az_table.index]
         else:
             az_table["waic_var_bad"] = [diagnostics[n]["bad"] for n in az_table.index]
         notes = [w for n in az_table.index if (w := _ic_warning(n, diagnostics[n]))]

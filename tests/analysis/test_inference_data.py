@@ -223,6 +223,19 @@ def test_ic_diagnostics_against_known_tails():
     d = ic_diagnostics(_idata(heavy))
     assert d["bad"] >= 5 and d["k_max"] > 0.7 and d["n"] == 30
     assert ic_diagnostics(_idata(heavy), "waic")["bad"] == 6  # Var(log p) = 16 > 0.4 exactly there
+    assert d["exact"] == 0
+    # objects predicted alike by every draw (log p saturated at 0): equal importance ratios, an
+    # exact LOO term; ArviZ's k is inf there, which must not count as bad nor set k_max
+    saturated = -1 + 0.05 * rng.standard_normal((400, 30))
+    saturated[:, :4] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ's own Pareto-k warning
+        assert np.isinf(az.loo(_idata(saturated), pointwise=True).pareto_k.values[:4]).all()
+    d = ic_diagnostics(_idata(saturated))
+    assert d["exact"] == 4 and d["bad"] == 0 and d["k_max"] < 0.5
+    saturated[:, 4:10] = heavy[:, :6]  # and the heavy tails next to them still count
+    d = ic_diagnostics(_idata(saturated))
+    assert d["exact"] == 4 and d["bad"] >= 5 and d["k_max"] > 0.7
     with pytest.raises(ValueError, match="ic"):
         ic_diagnostics(light, "aic")
 
