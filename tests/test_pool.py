@@ -24,3 +24,14 @@ def test_workers_exit_without_leaking_semaphores():
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "[0, 2, 4, 6]"
         assert "leaked" not in out.stderr, out.stderr
+
+
+def test_a_worker_stopped_by_a_signal_reaches_the_parent_as_interrupted():
+    # varnet compare --processes: a worker's Interrupted must unpickle in the parent, so the CLI
+    # prints its one-line "checkpoint intact" message and exits 143; before, unpickling failed
+    # (TypeError) in the pool's result thread and the parent waited forever (hence the timeout)
+    out = subprocess.run(
+        [sys.executable, "-m", "tests._pool_job", "interrupted"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "7 143 stopped by SIGTERM during epoch 7"

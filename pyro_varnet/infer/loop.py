@@ -122,6 +122,11 @@ class Interrupted(Exception):
         self.signum, self.epoch = signum, epoch
         super().__init__(f"stopped by {signal.Signals(signum).name} during epoch {epoch}")
 
+    def __reduce__(self):
+        # pickled with its own arguments: a worker of ``varnet compare --processes`` sends it to
+        # the parent (the default pickles only the message, and unpickling then fails)
+        return (type(self), (self.signum, self.epoch))
+
     @property
     def exit_status(self) -> int:
         """128 + the signal number: 130 for SIGINT, 143 for SIGTERM."""
