@@ -27,6 +27,11 @@ def flush_nonnegative_(t: torch.Tensor) -> torch.Tensor:
     return torch.threshold_(t, torch.finfo(t.dtype).tiny, 0.0)
 
 
+def _square(x: torch.Tensor, flush: bool) -> torch.Tensor:
+    y = x.square()
+    return flush_nonnegative_(y) if flush else y
+
+
 class _Square(torch.autograd.Function):
     """x² with the one-pass backward 2xg (autograd's ``square`` takes three passes: x¹, ×2, ×g),
     optionally with the subnormal entries of x² set to 0 (the gradient stays the unflushed one)."""
@@ -34,8 +39,7 @@ class _Square(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, flush):
         ctx.save_for_backward(x)
-        y = x.square()
-        return flush_nonnegative_(y) if flush else y
+        return _square(x, flush)
 
     @staticmethod
     @once_differentiable
@@ -47,7 +51,4 @@ class _Square(torch.autograd.Function):
 def square(x: torch.Tensor, flush: bool = False) -> torch.Tensor:
     """``x.square()``, with ``flush=True`` its subnormal entries set to 0; when ``x`` requires
     grad, a one-pass backward and first-order gradients only."""
-    if x.requires_grad:
-        return _Square.apply(x, flush)
-    y = x.square()
-    return flush_nonnegative_(y) if flush else y
+    return _Square.apply(x, flush) if x.requires_grad else _square(x, flush)

@@ -1,5 +1,6 @@
-"""A job for tests/test_pool.py: it creates a process-shared lock in the worker, as tqdm's
-``get_lock`` does in every process that shows a progress bar."""
+"""Jobs for tests/test_pool.py: ``job`` creates a process-shared lock in the worker, as tqdm's
+``get_lock`` does in every process that shows a progress bar; ``interrupted`` stops as ``fit``
+does on SIGTERM. Run as a module, it maps one of them over a 2-process pool."""
 
 import multiprocessing as mp
 
